@@ -1,0 +1,8 @@
+"""Public ops of pigan-kernels. Each picks the fastest available backend for its tensors' device
+(see ``available_backends``, ``use_backend``, $PIGAN_BACKEND); each has an underscore-named
+pure-PyTorch reference twin with the same signature."""
+from ._backend import BACKENDS, available_backends, current_backend, use_backend
+from .compositing import _composite, _fancy_integration, composite, draw_noise, fancy_integration
+from .rays import (create_cam2world_matrix, get_initial_rays_trig, normalize_vecs, perturb_points,
+                   sample_camera_positions, transform_sampled_points)
+from .sampling import _sample_pdf, draw_uniforms, sample_pdf
