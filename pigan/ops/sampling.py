@@ -74,3 +74,34 @@ def sample_pdf(bins, weights, N_importance, det=False, eps=1e-5, u=None):
 
 
 _SAMPLE_PDF_IMPLS = {"reference": _sample_pdf}
+
+
+def _check_merge_args(z_coarse, z_fine):
+    check_tensor("z_coarse", z_coarse, ndim=4)
+    check_tensor("z_fine", z_fine, ndim=4)
+    if z_coarse.shape[-1] != 1 or z_fine.shape[-1] != 1 or z_coarse.shape[:2] != z_fine.shape[:2]:
+        raise ValueError(f"z_coarse [B, R, S1, 1] and z_fine [B, R, S2, 1] must share B and R, got "
+                         f"{tuple(z_coarse.shape)} and {tuple(z_fine.shape)}")
+    check_same_device(z_coarse=z_coarse, z_fine=z_fine)
+
+
+def _merge_samples(z_coarse, z_fine):
+    """Reference twin of ``merge_samples``: concatenate (fine first, as pi-GAN), stable sort.
+
+    Returns z_all [B, R, S1+S2, 1] sorted along the ray and idx [B, R, S1+S2] (int64) such that
+    z_all = cat([z_fine, z_coarse], -2).gather(-2, idx[..., None]).
+    """
+    _check_merge_args(z_coarse, z_fine)
+    z_all = torch.cat([z_fine, z_coarse.to(z_fine.dtype)], dim=-2)
+    z_sorted, idx = torch.sort(z_all.squeeze(-1), dim=-1, stable=True)
+    return z_sorted.unsqueeze(-1), idx
+
+
+def merge_samples(z_coarse, z_fine):
+    """Merge fine and coarse depths per ray in depth order. See ``_merge_samples`` for the contract."""
+    _check_merge_args(z_coarse, z_fine)
+    _, impl = _backend.select("merge_samples", z_coarse.device, _MERGE_IMPLS)
+    return impl(z_coarse, z_fine)
+
+
+_MERGE_IMPLS = {"reference": _merge_samples}
