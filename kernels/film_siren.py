@@ -1,0 +1,304 @@
+"""Fused FiLM-SIREN layer in Triton: y = sin(freq[b] * (x W^T + bias) + phase[b]).
+
+Forward: one tiled GEMM per [BLOCK_M points, BLOCK_N features] tile of one sample, with bias, FiLM and
+the sine in the epilogue (the sine argument is always formed in fp32).
+Backward: the pre-activation z is recomputed by the same tiled GEMM (so only the layer input is saved),
+and its epilogue forms g = dy * cos(arg), dz = g * freq and per-program partial sums of g * z and g
+over a fixed chunk of points of one sample: dfreq and dphase are then one small [B, chunks, H] sum
+(fp32, no atomics). dx = dz W and dW = dz^T x are plain cuBLAS GEMMs; db = sum_b freq[b] * dphase[b].
+
+Layout: x [B, N, K] (any strides), weight [H, K], bias [H] or None, freq/phase [B, H] (any float dtype,
+read as fp32), y [B, N, H] contiguous in x's dtype. Tiles never span two samples, so the FiLM
+parameters of a tile are one [BLOCK_N] row each.
+"""
+from __future__ import annotations
+
+import os
+
+import torch
+import triton
+import triton.language as tl
+
+try:  # accurate __nv_sinf/__nv_cosf on GPU; the interpreter has no libdevice and uses numpy's sin
+    from triton.language.extra import libdevice as _libdevice
+except Exception:  # pragma: no cover - older triton layouts
+    _libdevice = None
+
+SUPPORTED_DTYPES = (torch.float16, torch.bfloat16, torch.float32)
+
+
+def _interpreting() -> bool:
+    return os.environ.get("TRITON_INTERPRET", "0") == "1"
+
+
+# Fixed configuration used under TRITON_INTERPRET=1 (autotune cannot run there). Tests may override it.
+INTERPRET_CONFIG = {"BLOCK_M": 32, "BLOCK_N": 64, "BLOCK_K": 64}
+# Points per backward program when interpreting (must be a multiple of INTERPRET_CONFIG["BLOCK_M"]).
+INTERPRET_CHUNK = 64
+
+
+def _cfg(bm, bn, bk, warps, stages):
+    return triton.Config({"BLOCK_M": bm, "BLOCK_N": bn, "BLOCK_K": bk}, num_warps=warps,
+                         num_stages=stages)
+
+
+# Large N on Hopper: wide tiles along H (256 = the whole hidden width, so x is read once) and deep
+# pipelines; the small ones serve small N and narrow layers (the 1- or 4-channel heads, H = 32).
+_CONFIGS = [
+    _cfg(128, 256, 64, 8, 3), _cfg(128, 256, 32, 8, 4), _cfg(256, 128, 64, 8, 3),
+    _cfg(128, 128, 64, 4, 4), _cfg(128, 128, 32, 4, 5), _cfg(64, 256, 64, 8, 3),
+    _cfg(64, 256, 32, 4, 4), _cfg(128, 64, 64, 4, 4), _cfg(64, 128, 64, 4, 4),
+    _cfg(64, 64, 64, 4, 3), _cfg(32, 64, 64, 4, 3), _cfg(16, 64, 64, 2, 3), _cfg(16, 32, 32, 2, 2),
+]
+
+
+def _prune(configs, named_args, **kwargs):
+    """Drop tiles far larger than the problem (small N, narrow H, K = 3), keeping at least one."""
+    n, h, k = named_args["N"], named_args["H"], named_args["K"]
+    chunk = kwargs.get("CHUNK", named_args.get("CHUNK"))
+    cap_m = max(16, triton.next_power_of_2(n))
+    cap_n = max(32, triton.next_power_of_2(h))
+    cap_k = max(32, triton.next_power_of_2(k))
+    kept = [c for c in configs
+            if c.kwargs["BLOCK_M"] <= cap_m and c.kwargs["BLOCK_N"] <= cap_n
+            and c.kwargs["BLOCK_K"] <= cap_k
+            and (chunk is None or chunk % c.kwargs["BLOCK_M"] == 0)]
+    if not kept:
+        smallest = min(configs, key=lambda c: (c.kwargs["BLOCK_M"], c.kwargs["BLOCK_N"]))
+        kept = [smallest]
+    return kept
+
+
+def _n_bucket(n: int) -> int:
+    # Autotune key: configurations are re-chosen per power-of-two bucket of N, not per exact N.
+    return triton.next_power_of_2(max(int(n), 1))
+
+
+@triton.jit
+def _zacc_tile(x_ptr, w_ptr, b, offs_m, offs_h, N, K, H, sxb, sxn, sxk, swh, swk,
+               EVEN_K: tl.constexpr, DOT_PRECISION: tl.constexpr,
+               BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr):
+    """fp32 [BLOCK_M, BLOCK_N] tile of x[b] W^T (no bias)."""
+    offs_k = tl.arange(0, BLOCK_K)
+    m_ok = offs_m < N
+    h_ok = offs_h < H
+    x_ptrs = x_ptr + b * sxb + offs_m.to(tl.int64)[:, None] * sxn + offs_k[None, :] * sxk
+    w_ptrs = w_ptr + offs_h[None, :] * swh + offs_k[:, None] * swk          # W^T tile [BK, BN]
+    acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
+    for k0 in range(0, tl.cdiv(K, BLOCK_K)):
+        if EVEN_K:
+            a = tl.load(x_ptrs, mask=m_ok[:, None], other=0.0)
+            w = tl.load(w_ptrs, mask=h_ok[None, :], other=0.0)
+        else:
+            k_ok = (k0 * BLOCK_K + offs_k) < K
+            a = tl.load(x_ptrs, mask=m_ok[:, None] & k_ok[None, :], other=0.0)
+            w = tl.load(w_ptrs, mask=k_ok[:, None] & h_ok[None, :], other=0.0)
+        acc = tl.dot(a, w, acc, input_precision=DOT_PRECISION)
+        x_ptrs += BLOCK_K * sxk
+        w_ptrs += BLOCK_K * swk
+    return acc
+
+
+@triton.jit
+def _sin(x, ACCURATE: tl.constexpr):
+    if ACCURATE:
+        return _libdevice.sin(x)
+    else:
+        return tl.sin(x)
+
+
+@triton.jit
+def _cos(x, ACCURATE: tl.constexpr):
+    if ACCURATE:
+        return _libdevice.cos(x)
+    else:
+        return tl.cos(x)
+
+
+@triton.autotune(configs=_CONFIGS, key=["N_BUCKET", "K", "H", "HAS_BIAS", "DOT_PRECISION"],
+                 prune_configs_by={"early_config_prune": _prune})
+@triton.heuristics({"EVEN_K": lambda a: a["K"] % a["BLOCK_K"] == 0})
+@triton.jit
+def _film_fwd_kernel(x_ptr, w_ptr, bias_ptr, freq_ptr, phase_ptr, y_ptr,
+                     N, K, H, N_BUCKET,
+                     sxb, sxn, sxk, swh, swk, sfb, sfh, spb, sph,
+                     HAS_BIAS: tl.constexpr, DOT_PRECISION: tl.constexpr, ACCURATE: tl.constexpr,
+                     EVEN_K: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+                     BLOCK_K: tl.constexpr):
+    # grid = (cdiv(N, BLOCK_M) * cdiv(H, BLOCK_N), B); H-tiles fastest so neighbours share x rows in L2
+    pid = tl.program_id(0)
+    b = tl.program_id(1).to(tl.int64)
+    num_h = tl.cdiv(H, BLOCK_N)
+    pid_m = pid // num_h
+    pid_h = pid % num_h
+    offs_m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
+    offs_h = pid_h * BLOCK_N + tl.arange(0, BLOCK_N)
+    h_ok = offs_h < H
+    z = _zacc_tile(x_ptr, w_ptr, b, offs_m, offs_h, N, K, H, sxb, sxn, sxk, swh, swk,
+                   EVEN_K, DOT_PRECISION, BLOCK_M, BLOCK_N, BLOCK_K)
+    if HAS_BIAS:
+        z += tl.load(bias_ptr + offs_h, mask=h_ok, other=0.0).to(tl.float32)[None, :]
+    fr = tl.load(freq_ptr + b * sfb + offs_h * sfh, mask=h_ok, other=0.0).to(tl.float32)
+    ph = tl.load(phase_ptr + b * spb + offs_h * sph, mask=h_ok, other=0.0).to(tl.float32)
+    y = _sin(z * fr[None, :] + ph[None, :], ACCURATE)
+    y_ptrs = y_ptr + (b * N + offs_m.to(tl.int64))[:, None] * H + offs_h[None, :]
+    tl.store(y_ptrs, y.to(y_ptr.dtype.element_ty), mask=(offs_m < N)[:, None] & h_ok[None, :])
+
+
+@triton.autotune(configs=_CONFIGS, key=["N_BUCKET", "K", "H", "HAS_BIAS", "DOT_PRECISION", "CHUNK"],
+                 prune_configs_by={"early_config_prune": _prune})
+@triton.heuristics({"EVEN_K": lambda a: a["K"] % a["BLOCK_K"] == 0})
+@triton.jit
+def _film_bwd_kernel(x_ptr, w_ptr, bias_ptr, freq_ptr, phase_ptr, dy_ptr, dz_ptr, pgz_ptr, pg_ptr,
+                     N, K, H, N_BUCKET, NUM_CHUNKS,
+                     sxb, sxn, sxk, swh, swk, sfb, sfh, spb, sph, sdyb, sdyn, sdyh,
+                     CHUNK: tl.constexpr, HAS_BIAS: tl.constexpr, DOT_PRECISION: tl.constexpr,
+                     ACCURATE: tl.constexpr, EVEN_K: tl.constexpr, BLOCK_M: tl.constexpr,
+                     BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr):
+    # grid = (NUM_CHUNKS * cdiv(H, BLOCK_N), B). Each program walks CHUNK points of sample b in BLOCK_M
+    # tiles, recomputing z, writing dz and ONE row of partial sums: partials are [B, NUM_CHUNKS, H].
+    pid = tl.program_id(0)
+    b = tl.program_id(1).to(tl.int64)
+    num_h = tl.cdiv(H, BLOCK_N)
+    pid_c = pid // num_h
+    pid_h = pid % num_h
+    offs_h = pid_h * BLOCK_N + tl.arange(0, BLOCK_N)
+    h_ok = offs_h < H
+    fr = tl.load(freq_ptr + b * sfb + offs_h * sfh, mask=h_ok, other=0.0).to(tl.float32)
+    ph = tl.load(phase_ptr + b * spb + offs_h * sph, mask=h_ok, other=0.0).to(tl.float32)
+    if HAS_BIAS:
+        bias = tl.load(bias_ptr + offs_h, mask=h_ok, other=0.0).to(tl.float32)
+    sum_gz = tl.zeros((BLOCK_N,), dtype=tl.float32)
+    sum_g = tl.zeros((BLOCK_N,), dtype=tl.float32)
+    m0 = pid_c * CHUNK
+    n_tiles = tl.cdiv(tl.minimum(N - m0, CHUNK), BLOCK_M)
+    for t in range(0, n_tiles):
+        offs_m = m0 + t * BLOCK_M + tl.arange(0, BLOCK_M)
+        m_ok = offs_m < N
+        z = _zacc_tile(x_ptr, w_ptr, b, offs_m, offs_h, N, K, H, sxb, sxn, sxk, swh, swk,
+                       EVEN_K, DOT_PRECISION, BLOCK_M, BLOCK_N, BLOCK_K)
+        if HAS_BIAS:
+            z += bias[None, :]
+        mask = m_ok[:, None] & h_ok[None, :]
+        dy = tl.load(dy_ptr + b * sdyb + offs_m.to(tl.int64)[:, None] * sdyn + offs_h[None, :] * sdyh,
+                     mask=mask, other=0.0).to(tl.float32)
+        g = dy * _cos(z * fr[None, :] + ph[None, :], ACCURATE)            # 0 outside the tile
+        sum_gz += tl.sum(g * z, axis=0)
+        sum_g += tl.sum(g, axis=0)
+        dz_ptrs = dz_ptr + (b * N + offs_m.to(tl.int64))[:, None] * H + offs_h[None, :]
+        tl.store(dz_ptrs, (g * fr[None, :]).to(dz_ptr.dtype.element_ty), mask=mask)
+    prow = (b * NUM_CHUNKS + pid_c) * H + offs_h
+    tl.store(pgz_ptr + prow, sum_gz, mask=h_ok)
+    tl.store(pg_ptr + prow, sum_g, mask=h_ok)
+
+
+def _dot_precision(dtype: torch.dtype) -> str:
+    """TF32 for fp32 operands only where torch's own fp32 matmuls would use it."""
+    if dtype != torch.float32:
+        return "ieee"
+    m = torch.backends.cuda.matmul
+    prec = getattr(m, "fp32_precision", None)
+    if prec is not None and prec in ("tf32", "ieee"):
+        return prec
+    return "tf32" if m.allow_tf32 else "ieee"
+
+
+def _launch(kernel, grid, *args, **kwargs):
+    if _interpreting():
+        # The autotuner needs a GPU driver: run the bare (heuristics-wrapped) kernel with a fixed config.
+        return kernel.fn[grid](*args, **kwargs, **INTERPRET_CONFIG)
+    return kernel[grid](*args, **kwargs)
+
+
+def _chunk(n: int) -> int:
+    """Points per backward program: enough tiles to amortise the W loads, few partial rows."""
+    if _interpreting():
+        return INTERPRET_CHUNK
+    return min(512, max(256, triton.next_power_of_2(n)))
+
+
+def film_fwd(x, weight, bias, freq, phase):
+    """y [B, N, H] = sin(freq * (x W^T + b) + phase); x [B, N, K] in x.dtype == weight.dtype."""
+    B, N, K = x.shape
+    H = weight.shape[0]
+    y = torch.empty((B, N, H), device=x.device, dtype=x.dtype)
+    if B == 0 or N == 0 or H == 0:
+        return y
+    bias_arg = bias if bias is not None else weight   # never read when HAS_BIAS is False
+    grid = lambda meta: (triton.cdiv(N, meta["BLOCK_M"]) * triton.cdiv(H, meta["BLOCK_N"]), B)
+    _launch(_film_fwd_kernel, grid, x, weight, bias_arg, freq, phase, y, N, K, H, _n_bucket(N),
+            x.stride(0), x.stride(1), x.stride(2), weight.stride(0), weight.stride(1),
+            freq.stride(0), freq.stride(1), phase.stride(0), phase.stride(1),
+            HAS_BIAS=bias is not None, DOT_PRECISION=_dot_precision(x.dtype),
+            ACCURATE=not _interpreting() and _libdevice is not None)
+    return y
+
+
+def film_bwd_epilogue(x, weight, bias, freq, phase, dy):
+    """Recompute z and return (dz [B, N, H] in x.dtype, dfreq [B, H] fp32, dphase [B, H] fp32)."""
+    B, N, K = x.shape
+    H = weight.shape[0]
+    dz = torch.empty((B, N, H), device=x.device, dtype=x.dtype)
+    if B == 0 or N == 0 or H == 0:
+        z = torch.zeros((B, H), device=x.device, dtype=torch.float32)
+        return dz, z, z.clone()
+    chunk = _chunk(N)
+    num_chunks = triton.cdiv(N, chunk)
+    pgz = torch.empty((B, num_chunks, H), device=x.device, dtype=torch.float32)
+    pg = torch.empty_like(pgz)
+    bias_arg = bias if bias is not None else weight
+    grid = lambda meta: (num_chunks * triton.cdiv(H, meta["BLOCK_N"]), B)
+    _launch(_film_bwd_kernel, grid, x, weight, bias_arg, freq, phase, dy, dz, pgz, pg,
+            N, K, H, _n_bucket(N), num_chunks,
+            x.stride(0), x.stride(1), x.stride(2), weight.stride(0), weight.stride(1),
+            freq.stride(0), freq.stride(1), phase.stride(0), phase.stride(1),
+            dy.stride(0), dy.stride(1), dy.stride(2),
+            CHUNK=chunk, HAS_BIAS=bias is not None, DOT_PRECISION=_dot_precision(x.dtype),
+            ACCURATE=not _interpreting() and _libdevice is not None)
+    return dz, pgz.sum(dim=1), pg.sum(dim=1)
+
+
+def _cat(parts):
+    return parts[0] if len(parts) == 1 else torch.cat(parts, dim=-1)
+
+
+class FiLMSirenFunction(torch.autograd.Function):
+    """Autograd of the fused layer. Saves the input parts (never their concatenation), weight, bias,
+    freq and phase; the [B, N, H] pre-activation is recomputed in backward."""
+
+    @staticmethod
+    def forward(ctx, weight, bias, freq, phase, *parts):
+        x = _cat(parts)                                               # [B, N, K] (temporary if parts)
+        y = film_fwd(x, weight, bias, freq, phase)
+        ctx.save_for_backward(weight, bias, freq, phase, *parts)
+        ctx.part_dims = [p.shape[-1] for p in parts]
+        return y
+
+    @staticmethod
+    def backward(ctx, dy):
+        weight, bias, freq, phase, *parts = ctx.saved_tensors
+        x = _cat(parts)
+        B, N, K = x.shape
+        H = weight.shape[0]
+        dz, dfreq, dphase = film_bwd_epilogue(x, weight, bias, freq, phase, dy)
+        dz2 = dz.view(B * N, H)
+        need = ctx.needs_input_grad
+        dweight = dz2.t().mm(x.reshape(B * N, K)) if need[0] else None
+        dbias = None
+        if bias is not None and need[1]:
+            dbias = (freq.float() * dphase).sum(0).to(bias.dtype)       # sum over points of dz
+        dparts = [None] * len(parts)
+        if any(need[4:]):
+            dx = dz2.mm(weight).view(B, N, K)
+            dparts = list(torch.split(dx, ctx.part_dims, dim=-1)) if len(parts) > 1 else [dx]
+        return (dweight, dbias, dfreq.to(freq.dtype) if need[2] else None,
+                dphase.to(phase.dtype) if need[3] else None, *dparts)
+
+
+def film_siren(x, weight, bias, freq, phase):
+    """Fused layer on tensors already checked and cast (see pigan.ops.film_siren). x is a tensor or a
+    tuple of parts along K; returns y [B, N, H] in x's dtype."""
+    parts = tuple(x) if isinstance(x, (tuple, list)) else (x,)
+    if weight.dtype not in SUPPORTED_DTYPES:
+        raise TypeError(f"the Triton film_siren supports {SUPPORTED_DTYPES}, got weight {weight.dtype}")
+    return FiLMSirenFunction.apply(weight, bias, freq, phase, *parts)
