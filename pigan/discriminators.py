@@ -193,6 +193,7 @@ class ProgressiveDiscriminator(_Progressive):
         self.epoch = 0
         self.step = 0
         c = _capped(self._channels, max_channels, kwargs)
+        self.config = {"max_channels": min(max(c), 400)} if c != tuple(self._channels) else {}
         self.layers = nn.ModuleList(
             [ResidualCoordConvBlock(c[i], c[i + 1], downsample=True) for i in range(len(c) - 1)])
         self.fromRGB = nn.ModuleList([AdapterBlock(ch) for ch in c])
@@ -223,6 +224,7 @@ class CCSEncoderDiscriminator(_Progressive):
         self.epoch = 0
         self.step = 0
         c = _capped(self._channels, max_channels, kwargs)
+        self.config = {"max_channels": min(max(c), 400)} if c != tuple(self._channels) else {}
         self.layers = nn.ModuleList([self._block(c[i], c[i + 1]) for i in range(len(c) - 1)])
         self.fromRGB = nn.ModuleList([AdapterBlock(ch) for ch in c])
         self.final_layer = nn.Conv2d(c[-1], 1 + LATENT_DIM + 2, 2)
