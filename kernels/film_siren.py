@@ -283,14 +283,15 @@ class FiLMSirenFunction(torch.autograd.Function):
         dz, dfreq, dphase = film_bwd_epilogue(x, weight, bias, freq, phase, dy)
         dz2 = dz.view(B * N, H)
         need = ctx.needs_input_grad
-        dweight = dz2.t().mm(x.reshape(B * N, K)) if need[0] else None
-        dbias = None
-        if bias is not None and need[1]:
-            dbias = (freq.float() * dphase).sum(0).to(bias.dtype)       # sum over points of dz
-        dparts = [None] * len(parts)
-        if any(need[4:]):
-            dx = dz2.mm(weight).view(B, N, K)
-            dparts = list(torch.split(dx, ctx.part_dims, dim=-1)) if len(parts) > 1 else [dx]
+        with torch.autocast(dy.device.type, enabled=False):                # the GEMMs keep x's dtype
+            dweight = dz2.t().mm(x.reshape(B * N, K)) if need[0] else None
+            dbias = None
+            if bias is not None and need[1]:
+                dbias = (freq.float() * dphase).sum(0).to(bias.dtype)   # sum over points of dz
+            dparts = [None] * len(parts)
+            if any(need[4:]):
+                dx = dz2.mm(weight).view(B, N, K)
+                dparts = list(torch.split(dx, ctx.part_dims, dim=-1)) if len(parts) > 1 else [dx]
         return (dweight, dbias, dfreq.to(freq.dtype) if need[2] else None,
                 dphase.to(phase.dtype) if need[3] else None, *dparts)
 

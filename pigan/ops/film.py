@@ -4,13 +4,25 @@
 ``x`` may be one tensor [B, N, K] or a tuple of tensors [B, N, K_i] that stand for their concatenation
 along the last dimension (the colour layer's cat([directions, features])): fast paths then never
 store the concatenated copy for backward.
+
+Backends (all save for backward only the input parts, weight, bias, freq and phase; the [B, N, H]
+pre-activation is recomputed in backward):
+- "triton" (pigan.kernels.film_siren): one GEMM kernel with bias, FiLM and sine in its epilogue;
+  CUDA tensors, or CPU tensors under TRITON_INTERPRET=1. float64 is not a Triton dtype: it runs the
+  native path below.
+- "native": on CPU tensors the C++ ops of csrc/film_cpu.cpp (a row-blocked addmm whose blocks get the
+  sine while still in cache; a one-pass backward epilogue). On CUDA tensors, and where pigan._C lacks
+  these ops, cuBLAS addmm plus torch elementwise ops (the sine argument formed in fp32).
+Under torch.autocast the fast paths follow the autocast dtype as ``linear`` does (x, weight and bias
+are cast; the result has the autocast dtype); freq and phase are read in fp32. The reference twin
+keeps eager semantics. Outside autocast all tensors must share one dtype.
 """
 from __future__ import annotations
 
 import torch
 
 from . import _backend
-from ._checks import check_same_device, check_tensor
+from ._checks import check_same_device, check_same_dtype, check_tensor
 
 
 def _as_parts(x):
@@ -56,12 +68,140 @@ def _film_siren(x, weight, bias, freq, phase):
     return torch.sin(freq * y + phase)
 
 
+def _autocast_dtype(device_type: str):
+    if torch.is_autocast_enabled(device_type):
+        return torch.get_autocast_dtype(device_type)
+    return None
+
+
 def film_siren(x, weight, bias, freq, phase):
     """FiLM-SIREN layer. x [B, N, K] (or a tuple of parts), weight [H, K], bias [H] or None,
     freq and phase [B, H] (broadcast over the N points) -> y [B, N, H]."""
     parts = _check_film_args(x, weight, bias, freq, phase)
+    if _autocast_dtype(parts[0].device.type) is None:
+        check_same_dtype(**{f"x{i}": p for i, p in enumerate(parts)}, weight=weight, bias=bias,
+                         freq=freq, phase=phase)
     _, impl = _backend.select("film_siren", parts[0].device, _FILM_IMPLS)
     return impl(x, weight, bias, freq, phase)
 
 
-_FILM_IMPLS = {"reference": _film_siren}
+def _cast_for_autocast(parts, weight, bias):
+    """Cast the GEMM operands like autocast casts ``linear``'s (float64 is left alone, as autocast does)."""
+    dt = _autocast_dtype(parts[0].device.type)
+    if dt is None or weight.dtype == torch.float64:
+        return parts, weight, bias
+    parts = tuple(p.to(dt) for p in parts)
+    return parts, weight.to(dt), (bias.to(dt) if bias is not None else None)
+
+
+def _cat(parts):
+    return parts[0] if len(parts) == 1 else torch.cat(parts, dim=-1)
+
+
+def _cpu_ops_available() -> bool:
+    if _backend.native_module() is None:
+        return False
+    try:
+        torch.ops.pigan.film_forward
+        torch.ops.pigan.film_bwd_epilogue_
+    except (AttributeError, RuntimeError):
+        return False
+    return True
+
+
+def _fused_cpu(t: torch.Tensor) -> bool:
+    return t.device.type == "cpu" and _cpu_ops_available()
+
+
+def _film_arg(z, freq, phase):
+    """freq * z + phase for z [B, N, H] (fp32 or float64) and freq/phase [B, H]."""
+    return torch.addcmul(phase.to(z.dtype).unsqueeze(1), z, freq.to(z.dtype).unsqueeze(1))
+
+
+def _preactivation(x2, weight, bias):
+    """z = x2 W^T + b [M, H] with fp32 (float64) results even for half/bfloat16 operands: the sine
+    argument freq * z + phase must not see a z rounded to 8 bits of mantissa."""
+    if x2.dtype in (torch.float32, torch.float64):
+        return torch.addmm(bias, x2, weight.t()) if bias is not None else x2.mm(weight.t())
+    z = None
+    if x2.is_cuda:
+        try:  # cuBLAS low-precision GEMM with an fp32 result (torch >= 2.8)
+            z = torch.mm(x2, weight.t(), out_dtype=torch.float32)
+        except (TypeError, RuntimeError):
+            z = None
+    if z is None:
+        z = x2.float().mm(weight.float().t())
+    return z + bias.float() if bias is not None else z
+
+
+class _NativeFiLMFunction(torch.autograd.Function):
+    """The native backend's autograd: fused C++ passes on CPU, addmm + torch elementwise elsewhere."""
+
+    @staticmethod
+    def forward(ctx, weight, bias, freq, phase, *parts):
+        x = _cat(parts)                                                 # [B, N, K]
+        B, N, K = x.shape
+        H = weight.shape[0]
+        if _fused_cpu(x):
+            y = torch.ops.pigan.film_forward(x, weight, bias, freq, phase)
+        else:
+            z = _preactivation(x.reshape(B * N, K), weight, bias).view(B, N, H)
+            y = torch.addcmul(phase.unsqueeze(1).to(z.dtype), z, freq.unsqueeze(1).to(z.dtype),
+                              out=z).sin_().to(x.dtype)
+        ctx.save_for_backward(weight, bias, freq, phase, *parts)
+        ctx.part_dims = [p.shape[-1] for p in parts]
+        return y
+
+    @staticmethod
+    def backward(ctx, dy):
+        weight, bias, freq, phase, *parts = ctx.saved_tensors
+        x = _cat(parts)
+        B, N, K = x.shape
+        H = weight.shape[0]
+        need = ctx.needs_input_grad
+        with torch.autocast(x.device.type, enabled=False):
+            x2 = x.reshape(B * N, K)
+            if _fused_cpu(x):
+                # fp32 (or float64) GEMMs and epilogue; half/bfloat16 operands are widened on the fly.
+                acc = torch.float64 if x.dtype == torch.float64 else torch.float32
+                x2, w = x2.to(acc), weight.to(acc)
+                b = bias.to(acc) if bias is not None else None
+                z = (torch.addmm(b, x2, w.t()) if b is not None else x2.mm(w.t())).view(B, N, H)
+                dfreq, dphase = torch.ops.pigan.film_bwd_epilogue_(z, dy, freq, phase)
+                dz = z                                                  # overwritten in place
+            else:
+                w = weight
+                z = _preactivation(x2, w, bias).view(B, N, H)           # fp32 or float64
+                g = dy.to(z.dtype) * torch.cos(_film_arg(z, freq, phase))
+                dfreq = (g * z).sum(1)
+                dphase = g.sum(1)
+                dz = (g * freq.to(g.dtype).unsqueeze(1)).to(x.dtype)
+            dz2 = dz.view(B * N, H)
+            dweight = dz2.t().mm(x2).to(weight.dtype) if need[0] else None
+            dbias = None
+            if bias is not None and need[1]:
+                dbias = (freq.to(dphase.dtype) * dphase).sum(0).to(bias.dtype)
+            dparts = [None] * len(parts)
+            if any(need[4:]):
+                dx = dz2.mm(w).view(B, N, K).to(x.dtype)
+                dparts = list(torch.split(dx, ctx.part_dims, dim=-1)) if len(parts) > 1 else [dx]
+        return (dweight, dbias, dfreq.to(freq.dtype) if need[2] else None,
+                dphase.to(phase.dtype) if need[3] else None, *dparts)
+
+
+def _film_native(x, weight, bias, freq, phase):
+    parts, weight, bias = _cast_for_autocast(_as_parts(x), weight, bias)
+    with torch.autocast(parts[0].device.type, enabled=False):
+        return _NativeFiLMFunction.apply(weight, bias, freq, phase, *parts)
+
+
+def _film_triton(x, weight, bias, freq, phase):
+    parts, weight, bias = _cast_for_autocast(_as_parts(x), weight, bias)
+    with torch.autocast(parts[0].device.type, enabled=False):
+        if weight.dtype == torch.float64:
+            return _NativeFiLMFunction.apply(weight, bias, freq, phase, *parts)
+        from pigan.kernels import film_siren as _kernels  # imports triton: only when this backend runs
+        return _kernels.film_siren(parts, weight, bias, freq, phase)
+
+
+_FILM_IMPLS = {"reference": _film_siren, "native": _film_native, "triton": _film_triton}
