@@ -1,0 +1,388 @@
+"""Training data: image folders (CelebA-style) and an embedded procedural 3-D dataset.
+
+Both datasets return ``(image [3, H, W] in [-1, 1], pose [2] = (pitch, yaw))``; an image folder has
+no poses, so its pose is NaN. Random horizontal flips are left to the caller by default
+(``flip=False``): the trainer flips with a step-seeded generator so that a resumed run sees exactly
+the images an uninterrupted one would.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import tempfile
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch.utils.data import Dataset
+
+from .ops.rays import create_cam2world_matrix, get_initial_rays_trig, normalize_vecs, sample_camera_positions
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png")
+PROCEDURAL_NAMES = ("procedural", "shapes", "embedded")
+_CACHE_VERSION = 1
+
+
+# ---------------------------------------------------------------------------------------------
+# Image folders
+# ---------------------------------------------------------------------------------------------
+
+def _load_rgb(path: Path):
+    from PIL import Image
+
+    with Image.open(path) as im:
+        im.load()
+        return im.convert("RGB")
+
+
+def _square_crop_resize(im, img_size: int, crop_fraction: float):
+    from PIL import Image
+
+    w, h = im.size
+    side = min(w, h) * crop_fraction
+    left, top = (w - side) / 2, (h - side) / 2
+    im = im.crop((round(left), round(top), round(left + side), round(top + side)))
+    return im.resize((img_size, img_size), Image.Resampling.LANCZOS)
+
+
+def _to_tensor(im) -> torch.Tensor:
+    arr = np.asarray(im, dtype=np.uint8)                                  # [H, W, 3]
+    return torch.from_numpy(arr.copy()).permute(2, 0, 1).float().div_(127.5).sub_(1.0)
+
+
+class ImageFolder(Dataset):
+    """Every .jpg/.jpeg/.png under ``root`` (recursive), centre-cropped to a square, resized to
+    ``img_size``, optionally flipped at random, normalised to [-1, 1].
+
+    ``crop_fraction`` < 1 keeps only the central part of the square (CelebA in pi-GAN: 0.8).
+    Files whose header cannot be read are skipped at construction and counted
+    (``num_skipped``, with one warning); a file that fails later while decoding is replaced by the
+    next readable one and counted in ``num_failed_loads``.
+    """
+
+    def __init__(self, root, img_size: int, flip: bool = False, crop_fraction: float = 1.0,
+                 extensions=IMAGE_EXTENSIONS):
+        if not isinstance(img_size, int) or img_size < 1:
+            raise ValueError(f"img_size must be a positive int, got {img_size!r}")
+        if not 0 < crop_fraction <= 1:
+            raise ValueError(f"crop_fraction must be in (0, 1], got {crop_fraction!r}")
+        root = Path(root).expanduser()
+        if not root.exists():
+            raise FileNotFoundError(f"data folder {str(root)!r} does not exist")
+        if not root.is_dir():
+            raise NotADirectoryError(f"data folder {str(root)!r} is not a directory")
+        exts = tuple(e.lower() for e in extensions)
+        candidates = sorted(p for p in root.rglob("*") if p.suffix.lower() in exts and p.is_file())
+        if not candidates:
+            raise ValueError(f"data folder {str(root)!r} contains no images ({', '.join(exts)}), "
+                             "searched recursively")
+        from PIL import Image
+
+        good, bad = [], []
+        for p in candidates:
+            try:
+                with Image.open(p) as im:
+                    im.verify()        # header and structure only: cheap even for 200k files
+                good.append(p)
+            except Exception:
+                bad.append(p)
+        if not good:
+            raise ValueError(f"none of the {len(candidates)} image files under {str(root)!r} could be "
+                             f"read (first: {str(bad[0])!r})")
+        if bad:
+            warnings.warn(f"skipped {len(bad)} unreadable image file(s) of {len(candidates)} under "
+                          f"{str(root)!r} (first: {str(bad[0])!r})", RuntimeWarning, stacklevel=2)
+        self.root, self.files, self.skipped = root, good, bad
+        self.img_size, self.flip, self.crop_fraction = img_size, flip, crop_fraction
+        self.num_failed_loads = 0
+
+    @property
+    def num_skipped(self) -> int:
+        return len(self.skipped)
+
+    def __len__(self):
+        return len(self.files)
+
+    def __getitem__(self, index):
+        for attempt in range(len(self.files)):
+            path = self.files[(index + attempt) % len(self.files)]
+            try:
+                im = _load_rgb(path)
+                break
+            except Exception as exc:
+                self.num_failed_loads += 1
+                warnings.warn(f"could not decode {str(path)!r} ({type(exc).__name__}: {exc}); using the "
+                              f"next image ({self.num_failed_loads} failed so far)", RuntimeWarning)
+        else:
+            raise RuntimeError(f"no image under {str(self.root)!r} could be decoded")
+        x = _to_tensor(_square_crop_resize(im, self.img_size, self.crop_fraction))
+        if self.flip and torch.rand(()) < 0.5:
+            x = x.flip(-1)
+        return x, torch.full((2,), float("nan"))
+
+
+# ---------------------------------------------------------------------------------------------
+# Procedural 3-D shapes
+# ---------------------------------------------------------------------------------------------
+
+def cache_dir() -> Path:
+    """$PIGAN_CACHE, else $XDG_CACHE_HOME/pigan-kernels, else ~/.cache/pigan-kernels."""
+    env = os.environ.get("PIGAN_CACHE")
+    if env:
+        return Path(env).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "pigan-kernels"
+
+
+def _atomic_torch_save(obj, path: Path):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def _random_rotations(rng: np.random.Generator, n: int) -> np.ndarray:
+    """Uniform random rotation matrices [n, 3, 3] (QR of Gaussian matrices, sign-fixed)."""
+    q, r = np.linalg.qr(rng.standard_normal((n, 3, 3)))
+    q = q * np.sign(np.diagonal(r, axis1=1, axis2=2))[:, None, :]
+    det = np.linalg.det(q)
+    q[:, :, 0] *= det[:, None]
+    return q
+
+
+def _hsv_to_rgb(h, s, v):
+    i = np.floor(h * 6).astype(int) % 6
+    f = h * 6 - np.floor(h * 6)
+    p, q, t = v * (1 - s), v * (1 - f * s), v * (1 - (1 - f) * s)
+    table = np.stack([np.stack(c, -1) for c in
+                      ((v, t, p), (q, v, p), (p, v, t), (p, q, v), (t, p, v), (v, p, q))], 0)
+    return table[i, np.arange(len(h))]
+
+
+def _draw_shapes(rng: np.random.Generator, n: int, radius: float) -> dict:
+    """Per-object parameters: ellipsoid axes and orientation, colours and pattern."""
+    axes = radius * rng.uniform(0.55, 1.0, size=(n, 3))
+    hue = rng.uniform(0, 1, n)
+    c1 = _hsv_to_rgb(hue, rng.uniform(0.5, 0.9, n), rng.uniform(0.7, 1.0, n))
+    c2 = _hsv_to_rgb((hue + rng.uniform(0.25, 0.75, n)) % 1, rng.uniform(0.4, 0.9, n),
+                     rng.uniform(0.3, 0.9, n))
+    return {
+        "rotation": _random_rotations(rng, n),
+        "axes": axes,
+        "color1": c1,
+        "color2": c2,
+        "pattern": rng.integers(0, 4, n),                       # stripes, checker, spots, two-tone
+        "freq": rng.integers(2, 6, n).astype(np.float64),
+        "pattern_dir": rng.standard_normal((n, 4, 3)),
+    }
+
+
+def _pattern_mask(u: torch.Tensor, kind: torch.Tensor, freq: torch.Tensor, dirs: torch.Tensor):
+    """Mask in [0, 1] of colour 2 at unit-sphere points u [n, R, 3] in the object's own frame."""
+    dirs = F.normalize(dirs, dim=-1)                                      # [n, 4, 3]
+    proj = torch.einsum("nrc,nkc->nrk", u, dirs)                          # [n, R, 4]
+    f = freq[:, None]
+    stripes = torch.sin(math.pi * f * proj[..., 0])
+    lat = torch.asin(u[..., 1].clamp(-1, 1))
+    lon = torch.atan2(u[..., 2], u[..., 0])
+    checker = torch.sin(f * lon) * torch.sin(f * lat * 2)
+    spots = (proj.amax(-1) - 0.8) * 8
+    two_tone = proj[..., 0] * 4
+    sharp = lambda v: torch.sigmoid(6 * v)
+    masks = torch.stack([sharp(stripes), sharp(checker), sharp(spots), sharp(two_tone)], 0)
+    return masks[kind, torch.arange(u.shape[0])]                          # [n, R]
+
+
+def render_shapes(params: dict, pitch: torch.Tensor, yaw: torch.Tensor, img_size: int, fov: float,
+                  background: float = 1.0, light=(-0.4, 0.6, 1.0), ambient: float = 0.35) -> torch.Tensor:
+    """Analytic ray-ellipsoid renders [n, 3, img_size, img_size] in [0, 1] of objects at the origin
+    seen by pi-GAN cameras (unit sphere, looking at the origin) at (pitch, yaw) [n, 1]."""
+    n = pitch.shape[0]
+    dt = torch.float32
+    origins = torch.cat([torch.sin(pitch) * torch.cos(yaw), torch.cos(pitch),
+                         torch.sin(pitch) * torch.sin(yaw)], -1).to(dt)          # [n, 3]
+    cam2world = create_cam2world_matrix(normalize_vecs(-origins), origins)
+    _, _, dirs_cam = get_initial_rays_trig(1, 2, "cpu", fov, (img_size, img_size), 0.5, 1.5)
+    dirs = dirs_cam[0].to(dt) @ cam2world[:, :3, :3].transpose(1, 2)              # [n, R, 3]
+    rot = torch.as_tensor(params["rotation"], dtype=dt)                          # [n, 3, 3] local->world
+    axes = torch.as_tensor(params["axes"], dtype=dt)                             # [n, 3]
+    # Ray in the ellipsoid's unit-sphere frame: p' = R^T o / a, d' = R^T d / a.
+    o_l = (origins[:, None, :] @ rot)[:, 0] / axes                               # [n, 3]
+    d_l = (dirs @ rot) / axes[:, None]                                           # [n, R, 3]
+    a = (d_l * d_l).sum(-1)
+    b = 2 * (d_l * o_l[:, None]).sum(-1)
+    c = (o_l * o_l).sum(-1, keepdim=True) - 1
+    disc = b * b - 4 * a * c
+    hit = disc > 0
+    t = (-b - disc.clamp_min(0).sqrt()) / (2 * a)                                # nearest root
+    u = o_l[:, None] + t[..., None] * d_l                                        # [n, R, 3] on the sphere
+    u = F.normalize(u, dim=-1)
+    normal_world = F.normalize((u / axes[:, None]) @ rot.transpose(1, 2), dim=-1)
+    light_dir = F.normalize(torch.tensor(light, dtype=dt), dim=0)
+    shade = ambient + (1 - ambient) * (normal_world @ light_dir).clamp_min(0)    # [n, R]
+    mask = _pattern_mask(u, torch.as_tensor(params["pattern"]), torch.as_tensor(params["freq"], dtype=dt),
+                         torch.as_tensor(params["pattern_dir"], dtype=dt))
+    c1 = torch.as_tensor(params["color1"], dtype=dt)[:, None]
+    c2 = torch.as_tensor(params["color2"], dtype=dt)[:, None]
+    albedo = c1 * (1 - mask[..., None]) + c2 * mask[..., None]
+    rgb = torch.where(hit[..., None], albedo * shade[..., None], torch.full_like(albedo, background))
+    return rgb.clamp(0, 1).reshape(n, img_size, img_size, 3).permute(0, 3, 1, 2)
+
+
+def _draw_poses(n: int, seed: int, camera: dict):
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        _, pitch, yaw = sample_camera_positions(
+            device="cpu", n=n, r=1, horizontal_stddev=camera["h_stddev"], vertical_stddev=camera["v_stddev"],
+            horizontal_mean=camera["h_mean"], vertical_mean=camera["v_mean"], mode=camera["sample_dist"])
+    return pitch, yaw
+
+
+def generate_procedural(num_images: int, render_size: int, seed: int, camera: dict, background: float,
+                        supersample: int = 2, chunk: int = 128) -> dict:
+    """Render the dataset: {'images': uint8 [N, 3, S, S], 'poses': float32 [N, 2] (pitch, yaw)}."""
+    fov = float(camera["fov"])
+    # Largest object that stays inside the view frustum and inside [ray_start, ray_end].
+    radius = min(0.92 * math.tan(math.radians(fov) / 2),
+                 0.9 * (camera["ray_end"] - camera["ray_start"]) / 2)
+    rng = np.random.default_rng(seed)
+    params = _draw_shapes(rng, num_images, radius)
+    pitch, yaw = _draw_poses(num_images, seed, camera)
+    images = torch.empty(num_images, 3, render_size, render_size, dtype=torch.uint8)
+    hi = render_size * supersample
+    for s in range(0, num_images, chunk):
+        e = min(s + chunk, num_images)
+        sub = {k: v[s:e] for k, v in params.items()}
+        img = render_shapes(sub, pitch[s:e], yaw[s:e], hi, fov, background)
+        if supersample > 1:
+            img = F.avg_pool2d(img, supersample)
+        images[s:e] = (img * 255).round_().to(torch.uint8)
+    return {"images": images, "poses": torch.cat([pitch, yaw], -1).float()}
+
+
+def default_camera() -> dict:
+    """pi-GAN's CelebA camera (PIGAN.md section 6)."""
+    return {"fov": 12.0, "ray_start": 0.88, "ray_end": 1.12, "h_stddev": 0.3, "v_stddev": 0.155,
+            "h_mean": math.pi / 2, "v_mean": math.pi / 2, "sample_dist": "gaussian"}
+
+
+class ProceduralShapes(Dataset):
+    """Textured, Lambertian-lit ellipsoids rendered analytically from pi-GAN's camera distribution.
+
+    Deterministic in ``seed`` and the camera; generated once at ``render_size`` and cached on disk
+    under ``cache_dir()`` (key = hash of every parameter that changes the pixels), then resized to
+    ``img_size`` (area filter) in memory. Items: (image [3, img_size, img_size] in [-1, 1],
+    pose [2] = (pitch, yaw) of the camera that rendered it).
+    """
+
+    def __init__(self, img_size: int = 32, num_images: int = 2048, seed: int = 0, camera: dict | None = None,
+                 render_size: int | None = None, background: float = 1.0, flip: bool = False,
+                 cache: bool | str | os.PathLike = True, verbose: bool = False):
+        if not isinstance(img_size, int) or img_size < 1:
+            raise ValueError(f"img_size must be a positive int, got {img_size!r}")
+        if not isinstance(num_images, int) or num_images < 1:
+            raise ValueError(f"num_images must be a positive int, got {num_images!r}")
+        cam = default_camera()
+        cam.update({k: v for k, v in (camera or {}).items() if k in cam})
+        if cam["sample_dist"] is None:
+            cam["sample_dist"] = "gaussian"
+        render_size = int(render_size or max(64, img_size))
+        if img_size > render_size:
+            raise ValueError(f"img_size {img_size} exceeds render_size {render_size}")
+        key_fields = {"version": _CACHE_VERSION, "n": num_images, "size": render_size, "seed": seed,
+                      "background": float(background), "camera": {k: (float(v) if k != "sample_dist" else v)
+                                                                  for k, v in sorted(cam.items())}}
+        key = hashlib.sha1(json.dumps(key_fields, sort_keys=True).encode()).hexdigest()[:16]
+        self.cache_path = None
+        data = None
+        if cache:
+            folder = cache_dir() if cache is True else Path(cache)
+            self.cache_path = folder / f"procedural-{key}.pt"
+            if self.cache_path.exists():
+                try:
+                    data = torch.load(self.cache_path, weights_only=True)
+                    if data["images"].shape != (num_images, 3, render_size, render_size):
+                        data = None
+                except Exception as exc:   # a stale or damaged cache is regenerated, never trusted
+                    warnings.warn(f"ignoring unreadable dataset cache {str(self.cache_path)!r}: {exc}",
+                                  RuntimeWarning)
+                    data = None
+        self.from_cache = data is not None
+        if data is None:
+            if verbose:
+                print(f"generating procedural dataset ({num_images} images at {render_size}px)...", flush=True)
+            data = generate_procedural(num_images, render_size, seed, cam, background)
+            if self.cache_path is not None:
+                try:
+                    _atomic_torch_save(data, self.cache_path)
+                except OSError as exc:
+                    warnings.warn(f"could not write dataset cache {str(self.cache_path)!r}: {exc}",
+                                  RuntimeWarning)
+        self.camera, self.seed, self.key = cam, seed, key
+        self.render_size, self.flip = render_size, flip
+        self.poses = data["poses"]
+        self.raw = data["images"]
+        self.set_img_size(img_size)
+
+    def set_img_size(self, img_size: int):
+        """Resize the in-memory images (progressive growing changes the resolution)."""
+        x = self.raw.float().div_(127.5).sub_(1.0)
+        if img_size != self.render_size:
+            x = F.interpolate(x, size=(img_size, img_size), mode="area")
+        self.images, self.img_size = x.contiguous(), img_size
+
+    def __len__(self):
+        return self.images.shape[0]
+
+    def __getitem__(self, index):
+        x = self.images[index]
+        if self.flip and torch.rand(()) < 0.5:
+            x = x.flip(-1)
+        return x, self.poses[index]
+
+
+def build_dataset(data: str | os.PathLike | None, img_size: int, camera: dict | None = None, seed: int = 0,
+                  num_images: int = 2048, render_size: int | None = None, flip: bool = False,
+                  crop_fraction: float = 1.0, verbose: bool = False):
+    """``data`` is "procedural" (or None) for the embedded dataset, else an image folder."""
+    if data is None or str(data).lower() in PROCEDURAL_NAMES:
+        return ProceduralShapes(img_size=img_size, num_images=num_images, seed=seed, camera=camera,
+                                render_size=render_size, flip=flip, verbose=verbose)
+    return ImageFolder(data, img_size=img_size, flip=flip, crop_fraction=crop_fraction)
+
+
+def save_image_grid(images: torch.Tensor, path, nrow: int | None = None, padding: int = 2,
+                    value_range=(-1.0, 1.0)):
+    """Write images [N, 3, H, W] (values in ``value_range``) as one PNG grid."""
+    from PIL import Image
+
+    images = images.detach().float().cpu()
+    lo, hi = value_range
+    images = ((images - lo) / (hi - lo)).clamp(0, 1)
+    n, c, h, w = images.shape
+    if c == 1:
+        images = images.expand(n, 3, h, w)
+    nrow = nrow or max(1, int(math.ceil(math.sqrt(n))))
+    ncol_rows = int(math.ceil(n / nrow))
+    grid = torch.ones(3, ncol_rows * (h + padding) + padding, nrow * (w + padding) + padding)
+    for i in range(n):
+        r, col = divmod(i, nrow)
+        y, x = padding + r * (h + padding), padding + col * (w + padding)
+        grid[:, y:y + h, x:x + w] = images[i, :3]
+    arr = (grid.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(arr).save(path)
+    return path
