@@ -1,0 +1,403 @@
+"""pigan.ops.film_siren: every backend against the float64 reference twin, forward and backward.
+
+- Triton kernels on CPU under TRITON_INTERPRET=1: run in ONE subprocess (the interpreter must be set
+  before triton is imported, and must not leak into the other test modules of this process), which
+  prints one JSON line of measured errors per case; the tests here assert on them.
+- The native backend on CPU tensors (C++ ops of csrc/film_cpu.cpp) and its addmm + torch elementwise
+  variant (what CUDA tensors run), float64 gradcheck of both.
+- Bad input, autocast, and GPU tests (Triton for real: fp32, tf32, bf16, fp16) when CUDA is present.
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+# Tolerances, as max |error| over max |reference| (y is in [-1, 1], so for y it is absolute). The sine
+# multiplies the error of z by freq (~30 in pi-GAN), so fp32 y is good to ~1e-4, not 1e-6.
+TOL = {
+    "float32": {"y": 2e-4, "grad": 1e-4},
+    "float16": {"y": 2e-3, "grad": 5e-3},
+    "bfloat16": {"y": 1e-2, "grad": 2e-2},
+    "tf32": {"y": 5e-2, "grad": 5e-2},
+    "float64": {"y": 1e-12, "grad": 1e-11},
+}
+GRAD_NAMES = ("x", "weight", "bias", "freq", "phase")
+
+
+def make_inputs(B, N, K, H, dtype=torch.float32, bias=True, seed=0, device="cpu", freq_scale=4.0):
+    """x in [-1, 1] (a sine layer's output), z = x W^T + b ~ N(0, 1), freq ~ 30 + noise as pi-GAN's
+    frequencies (raw * 15 + 30), so the sine argument reaches a few hundred."""
+    g = torch.Generator().manual_seed(seed)
+    x = torch.rand(B, N, K, generator=g, dtype=torch.float64) * 2 - 1
+    w = torch.randn(H, K, generator=g, dtype=torch.float64) / K ** 0.5
+    b = torch.randn(H, generator=g, dtype=torch.float64) * 0.5 if bias else None
+    f = torch.randn(B, H, generator=g, dtype=torch.float64) * freq_scale + 30
+    p = torch.randn(B, H, generator=g, dtype=torch.float64)
+    return [t.to(device=device, dtype=dtype) if t is not None else None for t in (x, w, b, f, p)]
+
+
+def split_parts(x, split):
+    return (x[..., :split], x[..., split:]) if split else x
+
+
+def reference(x, w, b, f, p, dy):
+    """float64 forward and gradients of the reference twin (inputs taken at their own rounding)."""
+    from pigan.ops import _film_siren
+    leaves = [t.detach().double().requires_grad_() if t is not None else None for t in (x, w, b, f, p)]
+    y = _film_siren(*leaves)
+    grads = torch.autograd.grad(y, [t for t in leaves if t is not None], dy.double())
+    return y.detach(), list(grads)
+
+
+def rel_err(a, ref):
+    return ((a.double() - ref).abs().max() / ref.abs().max().clamp_min(1e-12)).item()
+
+
+def run_case(fn, B, N, K, H, dtype, bias=True, split=0, seed=0, device="cpu", ref_cast=None):
+    """Forward + backward of fn(x, w, b, f, p) vs the float64 reference -> dict of errors.
+    ref_cast: the dtype autocast gives x, weight and bias (the reference starts from those roundings)."""
+    x, w, b, f, p = make_inputs(B, N, K, H, dtype, bias, seed, device)
+    leaves = [t.requires_grad_() for t in (x, w, b, f, p) if t is not None]
+    y = fn(split_parts(x, split), w, b, f, p)
+    g = torch.Generator().manual_seed(seed + 1)
+    dy = torch.randn(y.shape, generator=g, dtype=torch.float64).to(device=device, dtype=y.dtype)
+    grads = torch.autograd.grad(y, leaves, dy)
+    rx, rw, rb = (t.detach().to(ref_cast) if ref_cast and t is not None else t for t in (x, w, b))
+    y_ref, g_ref = reference(rx, rw, rb, f, p, dy)
+    names = [n for n, t in zip(GRAD_NAMES, (x, w, b, f, p)) if t is not None]
+    return {
+        "dtype": str(y.dtype).replace("torch.", ""),
+        "y": rel_err(y, y_ref),
+        "grads": {n: rel_err(a, r) for n, a, r in zip(names, grads, g_ref)},
+        "finite": bool(torch.isfinite(y).all()) and all(bool(torch.isfinite(a).all()) for a in grads),
+        "grad_dtypes_ok": all(a.dtype == t.dtype for a, t in zip(grads, leaves)),
+    }
+
+
+def check(res, tol_key):
+    tol = TOL[tol_key]
+    assert res["finite"], res
+    assert res["grad_dtypes_ok"], res
+    assert res["y"] <= tol["y"], f"forward error {res['y']:.2e} > {tol['y']:.0e}: {res}"
+    for name, e in res["grads"].items():
+        assert e <= tol["grad"], f"d{name} error {e:.2e} > {tol['grad']:.0e}: {res}"
+
+
+# --------------------------------------------------------------------------------------------------
+# Triton under the interpreter (subprocess)
+# --------------------------------------------------------------------------------------------------
+# id: (B, N, K, H, dtype, bias, split, config override or None, how: "kernel" | "op" | "autocast")
+INTERP_CASES = {
+    "fp32-1x1x3x32": (1, 1, 3, 32, "float32", True, 0, None, "kernel"),
+    "fp32-3x7x256x256": (3, 7, 256, 256, "float32", True, 0, None, "kernel"),
+    "fp32-1x129x259x32": (1, 129, 259, 32, "float32", True, 0, None, "kernel"),
+    "fp32-3x129x3x256": (3, 129, 3, 256, "float32", True, 0, None, "kernel"),
+    "fp32-parts-2x7x(3+256)x256": (2, 7, 259, 256, "float32", True, 3, None, "kernel"),
+    "fp32-nobias-2x33x256x32": (2, 33, 256, 32, "float32", False, 0, None, "kernel"),
+    "fp32-smalltiles-3x129x259x256": (3, 129, 259, 256, "float32", True, 0,
+                                      {"BLOCK_M": 16, "BLOCK_N": 32, "BLOCK_K": 32, "CHUNK": 32}, "kernel"),
+    "fp32-public-op-3x7x256x256": (3, 7, 256, 256, "float32", True, 0, None, "op"),
+    # bf16 code path with float16 operands (tl.dot on bfloat16 is wrong under the interpreter)
+    "fp16-3x129x259x256": (3, 129, 259, 256, "float16", True, 0, None, "kernel"),
+    "fp16-1x7x3x32": (1, 7, 3, 32, "float16", True, 0, None, "kernel"),
+    "fp16-parts-1x129x(3+256)x32": (1, 129, 259, 32, "float16", True, 3, None, "kernel"),
+    "autocast-fp16-2x33x256x64": (2, 33, 256, 64, "float32", True, 0, None, "autocast"),
+}
+
+
+def _interpret_main():
+    """Subprocess entry: run INTERP_CASES through the Triton kernels, print one JSON line each."""
+    assert os.environ.get("TRITON_INTERPRET") == "1"
+    from pigan.kernels import film_siren as K
+    from pigan.ops import film_siren, use_backend
+    K.POISON = True                                   # unwritten outputs/partials would show as NaN
+    default_cfg, default_chunk = dict(K.INTERPRET_CONFIG), K.INTERPRET_CHUNK
+    for cid, (B, N, Kd, H, dt, bias, split, cfg, how) in INTERP_CASES.items():
+        K.INTERPRET_CONFIG = dict(default_cfg)
+        K.INTERPRET_CHUNK = default_chunk
+        if cfg:
+            cfg = dict(cfg)
+            K.INTERPRET_CHUNK = cfg.pop("CHUNK", default_chunk)
+            K.INTERPRET_CONFIG.update(cfg)
+        try:
+            if how == "kernel":
+                fn = K.film_siren
+            elif how == "op":
+                def fn(*a):
+                    with use_backend("triton"):
+                        return film_siren(*a)
+            else:
+                def fn(*a):
+                    with torch.autocast("cpu", dtype=torch.float16), use_backend("triton"):
+                        return film_siren(*a)
+            res = run_case(fn, B, N, Kd, H, getattr(torch, dt), bias, split,
+                           ref_cast=torch.float16 if how == "autocast" else None)
+        except Exception as exc:  # reported to the parent, which fails the case
+            res = {"error": f"{type(exc).__name__}: {exc}"}
+        print("CASE " + json.dumps({"id": cid, **res}), flush=True)
+
+
+@pytest.fixture(scope="module")
+def interp_results():
+    env = dict(os.environ, TRITON_INTERPRET="1", PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    proc = subprocess.run([sys.executable, os.path.abspath(__file__), "--interpret"], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=900)
+    out = {}
+    for line in proc.stdout.splitlines():
+        if line.startswith("CASE "):
+            rec = json.loads(line[5:])
+            out[rec.pop("id")] = rec
+    if not out:
+        pytest.fail(f"interpreter subprocess produced no results (rc {proc.returncode}):\n"
+                    f"{proc.stdout[-2000:]}\n{proc.stderr[-4000:]}")
+    return out
+
+
+@pytest.mark.parametrize("case", list(INTERP_CASES))
+def test_triton_interpreter_matches_reference(interp_results, case):
+    res = interp_results.get(case)
+    assert res is not None, f"case {case} did not run"
+    assert "error" not in res, res["error"]
+    expect = "float16" if INTERP_CASES[case][8] == "autocast" else INTERP_CASES[case][4]
+    assert res["dtype"] == expect, res
+    check(res, expect)
+
+
+# --------------------------------------------------------------------------------------------------
+# Native backend on CPU tensors
+# --------------------------------------------------------------------------------------------------
+def _film():
+    from pigan.ops import film
+    return film
+
+
+@pytest.fixture(params=["fused-cpp", "addmm-torch"])
+def native_variant(request, monkeypatch):
+    """The C++ path of CPU tensors, and the cuBLAS-style addmm + torch path that CUDA tensors run."""
+    film = _film()
+    if request.param == "fused-cpp":
+        assert film._cpu_ops_available(), ("pigan._C lacks the film ops (build the extension): "
+                                           f"{film._backend.backend_status('native')}")
+    else:
+        monkeypatch.setattr(film, "_fused_cpu", lambda t: False)
+    return request.param
+
+
+def _native(x, w, b, f, p):
+    from pigan.ops import film_siren, use_backend
+    with use_backend("native"):
+        return film_siren(x, w, b, f, p)
+
+
+NATIVE_SHAPES = [  # (B, N, K, H, split, bias)
+    (1, 1, 3, 32, 0, True),
+    (3, 7, 256, 256, 0, True),
+    (2, 129, 259, 32, 3, True),
+    (3, 97, 3, 256, 0, False),
+    (2, 300, 259, 256, 3, True),   # 600 rows: GEMM blocks of 256 span samples
+]
+
+
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16", "float64"])
+@pytest.mark.parametrize("shape", NATIVE_SHAPES, ids=lambda s: "x".join(map(str, s[:4])) + f"-s{s[4]}-b{int(s[5])}")
+def test_native_matches_reference(native_variant, shape, dtype):
+    B, N, K, H, split, bias = shape
+    check(run_case(_native, B, N, K, H, getattr(torch, dtype), bias, split, seed=N + K), dtype)
+
+
+@pytest.mark.parametrize("split", [0, 1])
+@pytest.mark.parametrize("bias", [True, False])
+def test_native_gradcheck_float64(native_variant, split, bias):
+    film = _film()
+    x, w, b, f, p = make_inputs(2, 5, 3, 4, torch.float64, bias, seed=3)
+    leaves = [t.requires_grad_() for t in (x, w, b, f, p) if t is not None]
+
+    def fn(*ts):
+        if bias:
+            x, w, b, f, p = ts
+        else:
+            (x, w, f, p), b = ts, None
+        parts = split_parts(x, split)
+        return film._NativeFiLMFunction.apply(w, b, f, p, *(parts if split else (parts,)))
+
+    assert torch.autograd.gradcheck(fn, leaves)
+
+
+def test_native_large_arguments_use_exact_sine():
+    """|freq * z + phase| beyond the fast range reduction (8192) switches rows to libm's sine."""
+    film = _film()
+    assert film._cpu_ops_available()
+    x, w, b, f, p = make_inputs(2, 40, 64, 32, torch.float32)
+    f[0, :5] = 2.0e4                                          # arguments up to ~1e5
+    y = _native(x, w, b, f, p)
+    ref = reference(x, w, b, f, p, torch.ones(2, 40, 32))[0]
+    eager32 = torch.sin(f[:, None] * torch.nn.functional.linear(x, w, b) + p[:, None])
+    # fp32 argument rounding dominates here; match eager fp32 within a small factor
+    assert (y.double() - ref).abs().max() <= 2 * (eager32.double() - ref).abs().max() + 1e-4
+    assert (y[1].double() - ref[1]).abs().max() <= TOL["float32"]["y"]
+
+
+def test_native_epilogue_op_partials():
+    """film_bwd_epilogue_ alone: in-place dz and per-sample sums over N across several chunks."""
+    film = _film()
+    assert film._cpu_ops_available()
+    g = torch.Generator().manual_seed(5)
+    B, N, H = 3, 600, 40
+    z = torch.randn(B, N, H, generator=g)
+    dy = torch.randn(B, N, H, generator=g)
+    f = torch.randn(B, H, generator=g) * 4 + 30
+    p = torch.randn(B, H, generator=g)
+    gref = dy.double() * torch.cos(f[:, None].double() * z.double() + p[:, None].double())
+    zw = z.clone()
+    dfreq, dphase = torch.ops.pigan.film_bwd_epilogue_(zw, dy, f, p)
+    assert rel_err(zw, gref * f[:, None].double()) < 1e-5
+    assert rel_err(dfreq, (gref * z.double()).sum(1)) < 1e-5
+    assert rel_err(dphase, gref.sum(1)) < 1e-5
+
+
+def test_native_autocast_cpu_bfloat16():
+    """Under CPU autocast the layer follows the autocast dtype as linear does; grads reach fp32 leaves."""
+    from pigan.ops import film_siren, use_backend
+    x, w, b, f, p = make_inputs(2, 33, 259, 64, torch.float32)
+    leaves = [t.requires_grad_() for t in (x, w, b, f, p)]
+    with torch.autocast("cpu", dtype=torch.bfloat16), use_backend("native"):
+        y = film_siren((x[..., :3], x[..., 3:]), w, b, f, p)
+    assert y.dtype == torch.bfloat16
+    dy = torch.randn(y.shape, dtype=torch.float64).to(torch.bfloat16)
+    grads = torch.autograd.grad(y, leaves, dy)
+    assert all(a.dtype == torch.float32 for a in grads)
+    bf = [t.detach().to(torch.bfloat16) for t in (x, w, b)]
+    y_ref, g_ref = reference(bf[0], bf[1], bf[2], f.detach(), p.detach(), dy)
+    assert rel_err(y, y_ref) <= TOL["bfloat16"]["y"]
+    for name, a, r in zip(GRAD_NAMES, grads, g_ref):
+        assert rel_err(a, r) <= TOL["bfloat16"]["grad"], name
+
+
+def test_reference_backend_is_the_twin():
+    from pigan.ops import _film_siren, film_siren, use_backend
+    x, w, b, f, p = make_inputs(2, 9, 5, 7)
+    with use_backend("reference"):
+        y = film_siren((x[..., :2], x[..., 2:]), w, b, f, p)
+    assert torch.equal(y, _film_siren(x, w, b, f, p))
+
+
+def test_native_saves_only_inputs():
+    """Backward keeps the input parts (not their concatenation) and the per-sample parameters."""
+    from pigan.ops import film_siren, use_backend
+    x, w, b, f, p = make_inputs(2, 50, 259, 32)
+    parts = (x[..., :3].contiguous().requires_grad_(), x[..., 3:].contiguous().requires_grad_())
+    w.requires_grad_()
+    saved = []
+    with torch.autograd.graph.saved_tensors_hooks(lambda t: saved.append(t) or t, lambda t: t):
+        with use_backend("native"):
+            film_siren(parts, w, b, f, p)
+    ptrs = {t.untyped_storage().data_ptr() for t in saved}
+    per_point = [t for t in saved if t.dim() == 3]
+    assert {t.untyped_storage().data_ptr() for t in per_point} == {q.untyped_storage().data_ptr() for q in parts}
+    assert parts[0].untyped_storage().data_ptr() in ptrs
+
+
+# --------------------------------------------------------------------------------------------------
+# Bad input
+# --------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("backend", ["reference", "native"])
+def test_bad_input_errors(backend):
+    from pigan.ops import film_siren, use_backend
+    x, w, b, f, p = make_inputs(2, 5, 8, 4)
+    with use_backend(backend):
+        with pytest.raises(ValueError, match="weight"):
+            film_siren(x, w[:, :7], b, f, p)                           # mismatched K
+        with pytest.raises(ValueError, match="weight"):
+            film_siren((x[..., :3], x[..., 4:]), w, b, f, p)           # parts sum to K - 1
+        with pytest.raises(ValueError, match="freq"):
+            film_siren(x, w, b, f[:, :3], p)                           # wrong freq shape
+        with pytest.raises(ValueError, match="phase"):
+            film_siren(x, w, b, f, p[:1])                              # wrong batch
+        with pytest.raises(ValueError, match="freq"):
+            film_siren(x, w, b, f[0], p)                               # 1-D freq
+        with pytest.raises(ValueError, match="bias"):
+            film_siren(x, w, b[:3], f, p)
+        with pytest.raises(ValueError, match="x"):
+            film_siren(x[0], w, b, f, p)                               # 2-D x
+        with pytest.raises(ValueError, match=r"x\[1\]"):
+            film_siren((x, x[:1, :, :0]), w, b, f, p)                  # parts disagree on [B, N]
+        with pytest.raises(TypeError, match="dtype"):
+            film_siren(x, w.double(), b, f, p)                         # mixed dtypes
+        with pytest.raises(TypeError, match="dtype"):
+            film_siren(x, w, b, f.half(), p)
+        with pytest.raises(TypeError, match="x"):
+            film_siren(x.long(), w, b, f, p)                           # integer input
+        with pytest.raises(TypeError, match="weight"):
+            film_siren(x, w.tolist(), b, f, p)                         # not a tensor
+        with pytest.raises(ValueError, match="device"):
+            film_siren(x, w.to("meta"), b, f, p)                       # mixed devices
+        with pytest.raises(ValueError, match="non-empty"):
+            film_siren((), w, b, f, p)
+
+
+# --------------------------------------------------------------------------------------------------
+# GPU (real Triton kernels)
+# --------------------------------------------------------------------------------------------------
+gpu = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+
+GPU_SHAPES = [(1, 1, 3, 32, 0), (3, 129, 259, 256, 3), (2, 1000, 256, 256, 0), (2, 4099, 3, 256, 0),
+              (1, 70000, 256, 256, 0)]
+
+
+@pytest.fixture
+def tf32_switch():
+    old = torch.backends.cuda.matmul.allow_tf32
+    yield
+    torch.backends.cuda.matmul.allow_tf32 = old
+
+
+@gpu
+@pytest.mark.parametrize("backend", ["triton", "native"])
+@pytest.mark.parametrize("prec", ["float32", "tf32", "bfloat16", "float16"])
+@pytest.mark.parametrize("shape", GPU_SHAPES, ids=lambda s: "x".join(map(str, s[:4])))
+def test_gpu_matches_reference(tf32_switch, backend, prec, shape):
+    from pigan.kernels import film_siren as K
+    from pigan.ops import film_siren, use_backend
+    B, N, Kd, H, split = shape
+    torch.backends.cuda.matmul.allow_tf32 = prec == "tf32"
+    dtype = torch.float32 if prec == "tf32" else getattr(torch, prec)
+    K.POISON = True
+    try:
+        def fn(*a):
+            with use_backend(backend):
+                return film_siren(*a)
+        res = run_case(fn, B, N, Kd, H, dtype, True, split, device="cuda")
+    finally:
+        K.POISON = False
+    check(res, prec)
+
+
+@gpu
+@pytest.mark.parametrize("ac_dtype", ["bfloat16", "float16"])
+def test_gpu_autocast(ac_dtype):
+    from pigan.ops import film_siren, use_backend
+    x, w, b, f, p = make_inputs(2, 3000, 259, 256, torch.float32, device="cuda")
+    leaves = [t.requires_grad_() for t in (x, w, b, f, p)]
+    dt = getattr(torch, ac_dtype)
+    with torch.autocast("cuda", dtype=dt), use_backend("triton"):
+        y = film_siren((x[..., :3], x[..., 3:]), w, b, f, p)
+    assert y.dtype == dt
+    dy = torch.randn_like(y)
+    grads = torch.autograd.grad(y, leaves, dy)
+    assert all(a.dtype == torch.float32 for a in grads)
+    low = [t.detach().to(dt) for t in (x, w, b)]
+    y_ref, g_ref = reference(low[0], low[1], low[2], f.detach(), p.detach(), dy)
+    assert rel_err(y, y_ref) <= TOL[ac_dtype]["y"]
+    for name, a, r in zip(GRAD_NAMES, grads, g_ref):
+        assert rel_err(a, r) <= TOL[ac_dtype]["grad"], name
+
+
+if __name__ == "__main__" and "--interpret" in sys.argv:
+    _interpret_main()
