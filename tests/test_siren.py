@@ -1,4 +1,5 @@
 """pigan.siren: pi-GAN's key layout and shapes, init, fast backends vs reference, gradients."""
+import copy
 import math
 
 import pytest
@@ -107,6 +108,18 @@ def _fast_backends():
     return [b for b in ("native", "triton") if avail[b]["cpu"]]
 
 
+def scaled_error(actual, expected):
+    return (actual.double() - expected.double()).abs().max().item() / (expected.abs().max().item() or 1.0)
+
+
+def assert_close_scaled(actual, expected, tol, msg=""):
+    """|actual - expected| <= tol * max|expected|: gradients of a SIREN pass through 8 layers that
+    each multiply by freq (~30), so fp32 rounding grows with the tensor's scale, not per element."""
+    scale = expected.abs().max().item() or 1.0
+    err = scaled_error(actual, expected)
+    assert err <= tol, f"{msg}: max error {err:.2e} of max|expected| = {scale:.3g} (allowed {tol:.0e})"
+
+
 @pytest.mark.parametrize("backend", _fast_backends() or [pytest.param("native", marks=pytest.mark.skip(
     reason="no fast CPU backend available"))])
 @pytest.mark.parametrize("grid", [0, 3])
@@ -117,21 +130,26 @@ def test_fast_backend_matches_reference_forward_and_backward(backend, grid):
     x, dirs, z = torch.randn(3, 97, 3) * 0.1, torch.randn(3, 97, 3), torch.randn(3, 8)
     cot = torch.randn(3, 97, 4)
 
-    def run(name):
-        m.zero_grad()
-        xx = x.clone().requires_grad_()
-        zz = z.clone().requires_grad_()
+    def run(module, name, dtype):
+        module.zero_grad()
+        xx = x.to(dtype).clone().requires_grad_()
+        zz = z.to(dtype).clone().requires_grad_()
         with ops.use_backend(name):
-            out = m(xx, zz, dirs)
-        (out * cot).sum().backward()
-        return out.detach(), xx.grad, zz.grad, {k: p.grad.clone() for k, p in m.named_parameters()}
+            out = module(xx, zz, dirs.to(dtype))
+        (out * cot.to(dtype)).sum().backward()
+        return {"out": out.detach(), "x.grad": xx.grad, "z.grad": zz.grad,
+                **{k: p.grad.clone() for k, p in module.named_parameters()}}
 
-    ref, fast = run("reference"), run(backend)
-    torch.testing.assert_close(fast[0], ref[0], rtol=1e-4, atol=1e-5)
-    torch.testing.assert_close(fast[1], ref[1], rtol=1e-4, atol=1e-4)
-    torch.testing.assert_close(fast[2], ref[2], rtol=1e-4, atol=1e-4)
-    for k in ref[3]:
-        torch.testing.assert_close(fast[3][k], ref[3][k], rtol=1e-4, atol=1e-4, msg=k)
+    exact = run(copy.deepcopy(m).double(), "reference", torch.float64)   # the float64 oracle
+    ref, fast = run(m, "reference", torch.float32), run(m, backend, torch.float32)
+    assert set(fast) == set(exact)
+    for k in exact:
+        # The fast path is as accurate as pi-GAN's fp32 computation (both measured against the float64
+        # oracle), and close to it.
+        ref_err = scaled_error(ref[k], exact[k])
+        assert ref_err <= 1e-4, f"reference {k}: fp32 error {ref_err:.2e}"
+        assert_close_scaled(fast[k], exact[k], 2 * ref_err + 1e-5, f"{backend} {k}")
+        assert_close_scaled(fast[k], ref[k], 1e-4, f"{backend} vs reference {k}")
 
 
 def test_film_layer_takes_parts_and_gradcheck():
