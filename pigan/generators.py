@@ -124,7 +124,9 @@ class ImplicitGenerator3d(nn.Module):
         Randomness: coarse density noise, sample_pdf uniforms, final density noise (in that order).
         """
         B, R, S, _ = points_cam.shape
-        dtype = frequencies.dtype
+        # Geometry stays in float32 (float64 for a float64 model) even when the network runs in
+        # bf16/fp16 under autocast: depths in [0.88, 1.12] need more than bf16's 8 mantissa bits.
+        dtype = torch.float64 if frequencies.dtype == torch.float64 else torch.float32
         points_cam, z_vals, dirs_cam = points_cam.to(dtype), z_vals.to(dtype), dirs_cam.to(dtype)
         cam2world = cam2world.to(dtype)
         with torch.no_grad():
@@ -141,7 +143,7 @@ class ImplicitGenerator3d(nn.Module):
 
         if hierarchical_sample:
             with torch.no_grad():
-                noise = _draw_noise(z_vals.shape, nerf_noise, z_vals.device, coarse.dtype)
+                noise = _draw_noise(z_vals.shape, nerf_noise, z_vals.device, dtype)
                 _, _, weights = ops.composite(coarse.detach(), z_vals, noise, clamp_mode=clamp_mode)
                 weights = weights.reshape(B * R, S) + 1e-5
                 z_flat = z_vals.reshape(B * R, S)
@@ -156,7 +158,7 @@ class ImplicitGenerator3d(nn.Module):
         else:
             outputs, all_z = coarse, z_vals
 
-        noise = _draw_noise(all_z.shape, nerf_noise, all_z.device, outputs.dtype)
+        noise = _draw_noise(all_z.shape, nerf_noise, all_z.device, dtype)
         return ops.composite(outputs, all_z, noise, clamp_mode=clamp_mode, last_back=last_back,
                              white_back=white_back, fill_mode=fill_mode)
 
