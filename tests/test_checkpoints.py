@@ -232,6 +232,8 @@ def pigan_dir(tmp_path_factory):
         torch.save(gen, out / "generator.pth")
         torch.save(ema, out / "ema.pth")
         torch.save(disc, out / "discriminator.pth")
+        (out / "legacy").mkdir()                            # torch < 1.6's non-zip format
+        torch.save(gen, out / "legacy" / "generator.pth", _use_new_zipfile_serialization=False)
         expected = {"generator": gen.state_dict(), "discriminator": disc.state_dict(),
                     "ema": dict(zip([n for n, _ in gen.named_parameters()], ema.shadow_params))}
     finally:
@@ -265,6 +267,10 @@ def test_load_pigan_checkpoint_with_and_without_ema(pigan_dir):
     assert emad["ema_applied"] and emad["discriminator"] is None
     for k, v in want["ema"].items():
         torch.testing.assert_close(emad["generator"].get_parameter(k), v, rtol=0, atol=0, msg=k)
+    with pytest.warns(UserWarning):
+        legacy = C.load_pigan_checkpoint(folder / "legacy", use_ema=False)["generator"]
+    for k, v in want["generator"].items():
+        torch.testing.assert_close(legacy.state_dict()[k], v, rtol=0, atol=0, msg=k)
     # The loaded generator renders.
     out = emad["generator"].render(torch.randn(1, 256), pitch=1.57, yaw=1.57, img_size=4, num_steps=3)
     assert out["pixels"].shape == (1, 3, 4, 4) and torch.isfinite(out["pixels"]).all()
