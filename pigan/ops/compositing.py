@@ -1,7 +1,9 @@
-"""Alpha compositing along rays ("fancy_integration", PIGAN.md section 2).
+"""Alpha compositing along rays ("fancy_integration", PIGAN.md section 2; EG3D's midpoint quadrature,
+section 7).
 
 ``fancy_integration`` keeps pi-GAN's signature; ``composite`` is the same op with explicit noise and
-keyword arguments. ``_fancy_integration`` / ``_composite`` are the pure-PyTorch reference twins.
+keyword arguments; ``composite_midpoint`` is EG3D's quadrature. ``_fancy_integration`` /
+``_composite`` / ``_composite_midpoint`` are the pure-PyTorch reference twins.
 """
 from __future__ import annotations
 
@@ -12,6 +14,7 @@ from . import _backend
 from ._checks import check_same_device, check_same_dtype, check_tensor
 
 CLAMP_MODES = ("relu", "softplus")
+MIDPOINT_CLAMP_MODES = ("softplus", None)
 FILL_MODES = (None, "debug", "weight")
 
 
@@ -108,5 +111,61 @@ def _fancy_integration(rgb_sigma, z_vals, device=None, noise_std=0.5, last_back=
     return _composite(rgb_sigma, z_vals, noise, clamp_mode, last_back, white_back, fill_mode)
 
 
-# Backend table: the native entry is filled in by the native module (pigan/ops/_native_ops.py).
+def _check_midpoint_args(rgb_sigma, z_vals, clamp_mode):
+    _check_composite_args(rgb_sigma, z_vals, None, "relu", None)
+    if rgb_sigma.shape[2] < 1:
+        raise ValueError(f"rgb_sigma must have at least one sample (S >= 1) for the midpoint quadrature, "
+                         f"got shape {tuple(rgb_sigma.shape)}")
+    if clamp_mode not in MIDPOINT_CLAMP_MODES:
+        raise ValueError(f"clamp_mode must be one of {MIDPOINT_CLAMP_MODES}, got {clamp_mode!r}")
+
+
+def _composite_midpoint(rgb_sigma, z_vals, clamp_mode="softplus", white_back=False):
+    """Reference twin of ``composite_midpoint``: EG3D's ray-marcher formulas, plain PyTorch autograd."""
+    colors = rgb_sigma[..., :-1]                                     # [B, R, S, C]
+    densities = rgb_sigma[..., -1:]                                  # [B, R, S, 1]
+    z_vals = z_vals.detach()
+    deltas = z_vals[:, :, 1:] - z_vals[:, :, :-1]                    # [B, R, S-1, 1]
+    colors_mid = (colors[:, :, :-1] + colors[:, :, 1:]) / 2          # [B, R, S-1, C]
+    densities_mid = (densities[:, :, :-1] + densities[:, :, 1:]) / 2
+    depths_mid = (z_vals[:, :, :-1] + z_vals[:, :, 1:]) / 2
+    if clamp_mode == "softplus":
+        densities_mid = F.softplus(densities_mid - 1)
+    alpha = 1 - torch.exp(-(densities_mid * deltas))
+    alpha_shifted = torch.cat([torch.ones_like(alpha[:, :, :1]), 1 - alpha + 1e-10], -2)
+    weights = alpha * torch.cumprod(alpha_shifted, -2)[:, :, :-1]   # [B, R, S-1, 1]
+    rgb = torch.sum(weights * colors_mid, -2)                        # [B, R, C]
+    weight_total = weights.sum(2)                                    # [B, R, 1]
+    depth = torch.sum(weights * depths_mid, -2) / weight_total       # [B, R, 1]
+    depth = torch.nan_to_num(depth, float("inf"))
+    depth = torch.clamp(depth, z_vals.amin(2), z_vals.amax(2))
+    if white_back:
+        rgb = rgb + 1 - weight_total
+    return rgb, depth, weights
+
+
+def composite_midpoint(rgb_sigma, z_vals, clamp_mode="softplus", white_back=False):
+    """EG3D's midpoint quadrature along rays.
+
+    rgb_sigma [B, R, S, C+1] (sigma last), z_vals [B, R, S, 1] -> rgb [B, R, C], depth [B, R, 1],
+    weights [B, R, S-1, 1]. Exactly:
+
+        delta_i = z_{i+1} - z_i                       for the S-1 intervals i
+        c_mid, sigma_mid, z_mid = (v_i + v_{i+1}) / 2  (colours, density, depth averaged)
+        s_i = softplus(sigma_mid_i - 1) if clamp_mode == "softplus" else sigma_mid_i (None)
+        alpha_i = 1 - exp(-s_i * delta_i);  T_i = prod_{j<i} (1 - alpha_j + 1e-10);  w_i = alpha_i T_i
+        rgb = sum_i w_i c_mid_i  (+ 1 - sum_i w_i when white_back)
+        depth = sum_i w_i z_mid_i / sum_i w_i, NaN -> +inf (nan_to_num), clamped to [min z, max z]
+
+    This is EG3D's ``run_model`` ray marcher, except that EG3D clamps the depth to the min / max of
+    the whole batch's depths, here per ray (identical for EG3D's shared sample depths), and EG3D's
+    final ``rgb * 2 - 1`` rescale is left to the caller. Gradients flow to rgb_sigma, not z_vals.
+    """
+    _check_midpoint_args(rgb_sigma, z_vals, clamp_mode)
+    _, impl = _backend.select("composite_midpoint", rgb_sigma.device, _MIDPOINT_IMPLS)
+    return impl(rgb_sigma, z_vals, clamp_mode, white_back)
+
+
+# Backend tables: the native entries are filled in by pigan/ops/_native_ops.py.
 _COMPOSITE_IMPLS = {"reference": _composite}
+_MIDPOINT_IMPLS = {"reference": _composite_midpoint}

@@ -1,0 +1,304 @@
+// Per-ray alpha compositing, forward and backward, for pi-GAN's quadrature (PIGAN.md section 2) and
+// EG3D's midpoint quadrature (section 7). Compiled by the CPU ops and by the CUDA kernels.
+//
+// Layout of one ray: rs [S, C+1] contiguous (sigma last), z [S], noise [S] or null.
+// Template NC > 0 fixes the channel count at compile time (registers, unrolled loops); NC == 0 is
+// the generic fallback, which composites the channels in chunks of kChunk, recomputing the
+// transmittance per chunk instead of holding C accumulators.
+//
+// Backward: with s_i = act(x_i), e_i = exp(-d_i s_i), a_i = 1 - e_i, p_i = (1 - a_i) + 1e-10,
+// T_i = prod_{j<i} p_j and G_i = dL/dw_i,
+//   dL/ds_k = d_k e_k T_k (G_k - S_k),   S_k = sum_{i>k} G_i a_i prod_{k<j<i} p_j,
+//   S_{k-1} = G_k a_k + p_k S_k.
+// The suffix recursion never divides by p_k = 1 - a_k + 1e-10, so it is exact at alpha == 1.
+// T_k is recomputed by a forward pass into scratch (S accumulators per ray, 3S with kCache).
+#pragma once
+
+#include "common.h"
+
+namespace pigan {
+
+constexpr int kChunk = 8;
+
+template <int NC>
+struct Chan {
+  static constexpr int chunk = NC > 0 ? NC : kChunk;
+  PIGAN_HD static int count(int c_runtime) { return NC > 0 ? NC : c_runtime; }
+};
+
+// ---------------------------------------------------------------- pi-GAN quadrature
+
+template <typename T, typename A, int NC>
+PIGAN_HD void composite_fwd_ray(const T* rs, const T* z, const T* noise, int S, int c_rt, int clamp,
+                                bool last_back, bool white_back, int fill, T* rgb, T* depth,
+                                T* weights) {
+  constexpr int CH = Chan<NC>::chunk;
+  const int C = Chan<NC>::count(c_rt);
+  const int K = C + 1;
+  A W = A(0);
+  for (int c0 = 0; c0 < C; c0 += CH) {
+    A acc[CH];
+#pragma unroll
+    for (int k = 0; k < CH; ++k) acc[k] = A(0);
+    A trans = A(1), wsum = A(0), dsum = A(0);
+    for (int i = 0; i < S; ++i) {
+      A x = A(rs[i * K + C]);
+      if (noise != nullptr) x += A(noise[i]);
+      const A s = activate(x, clamp);
+      const A zi = A(z[i]);
+      const A d = i + 1 < S ? A(z[i + 1]) - zi : A(1e10);
+      const A alpha = A(1) - p_exp(-(d * s));
+      A w = alpha * trans;
+      wsum += w;
+      if (last_back && i == S - 1) w = w + (A(1) - wsum);
+#pragma unroll
+      for (int k = 0; k < CH; ++k) {
+        if (NC > 0 || c0 + k < C) acc[k] += w * A(rs[i * K + c0 + k]);
+      }
+      if (c0 == 0) {
+        dsum += w * zi;
+        weights[i] = T(w);
+      }
+      trans = trans * ((A(1) - alpha) + A(1e-10));
+    }
+    if (c0 == 0) {
+      W = wsum;
+      depth[0] = T(dsum);
+    }
+#pragma unroll
+    for (int k = 0; k < CH; ++k) {
+      const int c = c0 + k;
+      if (NC == 0 && c >= C) break;
+      A v = acc[k];
+      if (white_back) v = (v + A(1)) - W;
+      if (fill == kFillDebug && W < A(0.9)) v = c == 0 ? A(1) : A(0);
+      if (fill == kFillWeight) v = W;
+      rgb[c] = T(v);
+    }
+  }
+}
+
+// kCache: keep T_i, e_i and act'(x_i) from the first pass in scratch (3 slots per sample: the CPU,
+// where scratch stays in L1) instead of recomputing the exponentials in the reverse pass (CUDA, where
+// scratch is global memory traffic: 1 slot per sample). The arithmetic is the same either way.
+template <typename T, typename A, int NC, bool kCache>
+PIGAN_HD void composite_bwd_ray(const T* rs, const T* z, const T* noise, const T* g_rgb,
+                                const T* g_depth, const T* g_w, int S, int c_rt, int clamp,
+                                bool last_back, bool white_back, int fill, A* tbuf, int64_t tstride,
+                                T* grad_rs) {
+  const int C = Chan<NC>::count(c_rt);
+  const int K = C + 1;
+  A* ebuf = tbuf + int64_t(S) * tstride;   // used when kCache
+  A* dbuf = ebuf + int64_t(S) * tstride;
+  A W = A(0);
+  {
+    A trans = A(1);
+    for (int i = 0; i < S; ++i) {
+      A x = A(rs[i * K + C]);
+      if (noise != nullptr) x += A(noise[i]);
+      A s, ds;
+      activate_and_grad(x, clamp, s, ds);
+      const A d = i + 1 < S ? A(z[i + 1]) - A(z[i]) : A(1e10);
+      const A e = p_exp(-(d * s));
+      const A alpha = A(1) - e;
+      tbuf[i * tstride] = trans;
+      if (kCache) {
+        ebuf[i * tstride] = e;
+        dbuf[i * tstride] = ds;
+      }
+      W += alpha * trans;
+      trans = trans * ((A(1) - alpha) + A(1e-10));
+    }
+  }
+  // fill 'debug' replaces masked pixels by a constant and 'weight' replaces all of them by W:
+  // no gradient reaches the colours there.
+  const bool keep = fill == kFillNone || (fill == kFillDebug && !(W < A(0.9)));
+  A gsum = A(0);
+  for (int c = 0; c < C; ++c) gsum += A(g_rgb[c]);
+  const A dW_extra = (white_back && keep ? -gsum : A(0)) + (fill == kFillWeight ? gsum : A(0));
+  const A gd = A(g_depth[0]);
+  auto g_out_weight = [&](int i) -> A {  // dL/dw'_i, w' being the returned weights
+    A g = A(g_w[i]) + gd * A(z[i]);
+    if (keep) {
+      for (int c = 0; c < C; ++c) g += A(g_rgb[c]) * A(rs[i * K + c]);
+    }
+    return g;
+  };
+  const A g_last = (last_back && S > 0) ? g_out_weight(S - 1) : A(0);
+  A suffix = A(0);
+  for (int i = S - 1; i >= 0; --i) {
+    A e, ds;
+    if (kCache) {
+      e = ebuf[i * tstride];
+      ds = dbuf[i * tstride];
+    } else {
+      A x = A(rs[i * K + C]);
+      if (noise != nullptr) x += A(noise[i]);
+      A s;
+      activate_and_grad(x, clamp, s, ds);
+      const A dd = i + 1 < S ? A(z[i + 1]) - A(z[i]) : A(1e10);
+      e = p_exp(-(dd * s));
+    }
+    const A d = i + 1 < S ? A(z[i + 1]) - A(z[i]) : A(1e10);
+    const A alpha = A(1) - e;
+    const A p = (A(1) - alpha) + A(1e-10);
+    const A Ti = tbuf[i * tstride];
+    A w = alpha * Ti;
+    A G;
+    if (last_back) {
+      // w'_{S-1} = 1 - sum_{j<S-1} w_j, so w_{S-1} itself has no effect through it.
+      if (i == S - 1) {
+        w = w + (A(1) - W);
+        G = A(0);
+      } else {
+        G = g_out_weight(i) - g_last;
+      }
+    } else {
+      G = g_out_weight(i);
+    }
+    G += dW_extra;
+    const A gs = d * e * Ti * (G - suffix);
+    suffix = G * alpha + p * suffix;
+    grad_rs[i * K + C] = T(gs * ds);
+    for (int c = 0; c < C; ++c) grad_rs[i * K + c] = keep ? T(w * A(g_rgb[c])) : T(0);
+  }
+}
+
+// ---------------------------------------------------------------- EG3D midpoint quadrature
+// S samples give S-1 intervals; colour, density and depth are averaged between neighbours;
+// density activation softplus(sigma_mid - 1) (kSoftplus) or none (kNoActivation); depth is
+// sum(w z_mid) / sum(w), NaN -> +inf, then clamped to [min z, max z] of the ray.
+
+template <typename A, typename T>
+PIGAN_HD void ray_z_range(const T* z, int S, A& zmin, A& zmax) {
+  zmin = A(z[0]);
+  zmax = zmin;
+  for (int i = 1; i < S; ++i) {
+    const A v = A(z[i]);
+    zmin = v < zmin ? v : zmin;
+    zmax = v > zmax ? v : zmax;
+  }
+}
+
+template <typename A>
+PIGAN_HD A midpoint_act(A sm, int clamp) { return clamp == kSoftplus ? softplus(sm - A(1)) : sm; }
+template <typename A>
+PIGAN_HD A midpoint_act_grad(A sm, int clamp) {
+  return clamp == kSoftplus ? softplus_grad(sm - A(1)) : A(1);
+}
+
+template <typename T, typename A, int NC>
+PIGAN_HD void midpoint_fwd_ray(const T* rs, const T* z, int S, int c_rt, int clamp, bool white_back,
+                               T* rgb, T* depth, T* weights) {
+  constexpr int CH = Chan<NC>::chunk;
+  const int C = Chan<NC>::count(c_rt);
+  const int K = C + 1;
+  const int n = S - 1;
+  A W = A(0), N = A(0);
+  for (int c0 = 0; c0 < C; c0 += CH) {
+    A acc[CH];
+#pragma unroll
+    for (int k = 0; k < CH; ++k) acc[k] = A(0);
+    A trans = A(1), wsum = A(0), nsum = A(0);
+    for (int i = 0; i < n; ++i) {
+      const A sm = (A(rs[i * K + C]) + A(rs[(i + 1) * K + C])) / A(2);
+      const A s = midpoint_act(sm, clamp);
+      const A z0 = A(z[i]), z1 = A(z[i + 1]);
+      const A d = z1 - z0;
+      const A alpha = A(1) - p_exp(-(s * d));
+      const A w = alpha * trans;
+#pragma unroll
+      for (int k = 0; k < CH; ++k) {
+        if (NC > 0 || c0 + k < C) {
+          acc[k] += w * ((A(rs[i * K + c0 + k]) + A(rs[(i + 1) * K + c0 + k])) / A(2));
+        }
+      }
+      if (c0 == 0) {
+        nsum += w * ((z0 + z1) / A(2));
+        weights[i] = T(w);
+      }
+      wsum += w;
+      trans = trans * ((A(1) - alpha) + A(1e-10));
+    }
+    if (c0 == 0) {
+      W = wsum;
+      N = nsum;
+    }
+#pragma unroll
+    for (int k = 0; k < CH; ++k) {
+      const int c = c0 + k;
+      if (NC == 0 && c >= C) break;
+      rgb[c] = T(white_back ? (acc[k] + A(1)) - W : acc[k]);
+    }
+  }
+  A zmin, zmax;
+  ray_z_range(z, S, zmin, zmax);
+  A D = N / W;
+  if (p_isnan(D) || D > zmax) D = zmax;  // nan_to_num(nan -> inf) then clamp
+  if (D < zmin) D = zmin;
+  depth[0] = T(D);
+}
+
+template <typename T, typename A, int NC>
+PIGAN_HD void midpoint_bwd_ray(const T* rs, const T* z, const T* g_rgb, const T* g_depth,
+                               const T* g_w, int S, int c_rt, int clamp, bool white_back, A* tbuf,
+                               int64_t tstride, T* grad_rs) {
+  const int C = Chan<NC>::count(c_rt);
+  const int K = C + 1;
+  const int n = S - 1;
+  A W = A(0), N = A(0);
+  {
+    A trans = A(1);
+    for (int i = 0; i < n; ++i) {
+      const A sm = (A(rs[i * K + C]) + A(rs[(i + 1) * K + C])) / A(2);
+      const A s = midpoint_act(sm, clamp);
+      const A z0 = A(z[i]), z1 = A(z[i + 1]);
+      const A alpha = A(1) - p_exp(-(s * (z1 - z0)));
+      const A w = alpha * trans;
+      tbuf[i * tstride] = trans;
+      N += w * ((z0 + z1) / A(2));
+      W += w;
+      trans = trans * ((A(1) - alpha) + A(1e-10));
+    }
+  }
+  A zmin, zmax;
+  ray_z_range(z, S, zmin, zmax);
+  const A D = N / W;
+  // clamp passes the gradient only inside [zmin, zmax]; nan_to_num only where D is finite.
+  const bool through = !p_isnan(D) && D >= zmin && D <= zmax;
+  const A gN = through ? A(g_depth[0]) / W : A(0);
+  A gsum = A(0);
+  for (int c = 0; c < C; ++c) gsum += A(g_rgb[c]);
+  const A dW_extra = (white_back ? -gsum : A(0)) + (through ? -gN * D : A(0));
+  A suffix = A(0), carry_s = A(0), w_next = A(0);
+  for (int i = n - 1; i >= 0; --i) {
+    const A sm = (A(rs[i * K + C]) + A(rs[(i + 1) * K + C])) / A(2);
+    const A s = midpoint_act(sm, clamp);
+    const A z0 = A(z[i]), z1 = A(z[i + 1]);
+    const A d = z1 - z0;
+    const A e = p_exp(-(s * d));
+    const A alpha = A(1) - e;
+    const A p = (A(1) - alpha) + A(1e-10);
+    const A Ti = tbuf[i * tstride];
+    const A w = alpha * Ti;
+    A G = A(g_w[i]) + gN * ((z0 + z1) / A(2)) + dW_extra;
+    for (int c = 0; c < C; ++c) {
+      G += A(g_rgb[c]) * ((A(rs[i * K + c]) + A(rs[(i + 1) * K + c])) / A(2));
+    }
+    const A gs = d * e * Ti * (G - suffix);
+    suffix = G * alpha + p * suffix;
+    const A half_gsm = A(0.5) * gs * midpoint_act_grad(sm, clamp);
+    grad_rs[(i + 1) * K + C] = T(half_gsm + carry_s);
+    carry_s = half_gsm;
+    for (int c = 0; c < C; ++c) {
+      grad_rs[(i + 1) * K + c] = T(A(0.5) * A(g_rgb[c]) * (w + w_next));
+    }
+    w_next = w;
+  }
+  if (S > 0) {
+    grad_rs[C] = T(carry_s);
+    for (int c = 0; c < C; ++c) grad_rs[c] = T(A(0.5) * A(g_rgb[c]) * w_next);
+  }
+}
+
+}  // namespace pigan

@@ -1,0 +1,286 @@
+// CPU entry points of the rendering ops: check, allocate, run the per-ray header code over rays with
+// at::parallel_for. float16 / bfloat16 inputs are computed in float32 and cast back.
+#include <cmath>
+#include <vector>
+
+#include <ATen/ATen.h>
+#include <ATen/Dispatch.h>
+#include <ATen/Parallel.h>
+#include <ATen/Version.h>
+#include <torch/library.h>
+
+#include "composite.h"
+#include "dispatch.h"
+#include "merge.h"
+#include "render_checks.h"
+#include "sample_pdf.h"
+
+namespace pigan {
+namespace {
+
+bool is_reduced(const at::Tensor& t) {
+  return t.scalar_type() == at::kHalf || t.scalar_type() == at::kBFloat16;
+}
+
+at::Tensor work(const at::Tensor& t) {
+  return (is_reduced(t) ? t.to(at::kFloat) : t).contiguous();
+}
+
+at::Tensor back(const at::Tensor& t, at::ScalarType dtype) {
+  return t.scalar_type() == dtype ? t : t.to(dtype);
+}
+
+// Rays per task: compositing costs ~S*C flops per ray, so a few hundred rays amortise a task.
+int64_t grain_for(int64_t per_ray) { return std::max<int64_t>(1, 16384 / std::max<int64_t>(per_ray, 1)); }
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor> composite_fwd_cpu(
+    const at::Tensor& rs_in, const at::Tensor& z_in, const c10::optional<at::Tensor>& noise_in,
+    int64_t clamp, bool last_back, bool white_back, int64_t fill) {
+  check_composite(rs_in, z_in, noise_in, clamp, fill, false);
+  const auto dtype = rs_in.scalar_type();
+  const at::Tensor rs = work(rs_in), z = work(z_in);
+  const at::Tensor noise = noise_in.has_value() ? work(*noise_in) : at::Tensor();
+  const int64_t B = rs.size(0), R = rs.size(1), S = rs.size(2), C = rs.size(3) - 1, N = B * R;
+  at::Tensor rgb = new_output({B, R, C}, rs.options());
+  at::Tensor depth = new_output({B, R, 1}, rs.options());
+  at::Tensor weights = new_output({B, R, S, 1}, rs.options());
+  AT_DISPATCH_FLOATING_TYPES(rs.scalar_type(), "composite_fwd_cpu", [&] {
+    dispatch_channels(C, [&](auto nc) {
+      constexpr int NC = decltype(nc)::value;
+      const scalar_t* prs = rs.data_ptr<scalar_t>();
+      const scalar_t* pz = z.data_ptr<scalar_t>();
+      const scalar_t* pn = noise.defined() ? noise.data_ptr<scalar_t>() : nullptr;
+      scalar_t* prgb = rgb.data_ptr<scalar_t>();
+      scalar_t* pd = depth.data_ptr<scalar_t>();
+      scalar_t* pw = weights.data_ptr<scalar_t>();
+      at::parallel_for(0, N, grain_for(S * (C + 1)), [&](int64_t b, int64_t e) {
+        for (int64_t r = b; r < e; ++r) {
+          composite_fwd_ray<scalar_t, scalar_t, NC>(
+              prs + r * S * (C + 1), pz + r * S, pn ? pn + r * S : nullptr, int(S), int(C),
+              int(clamp), last_back, white_back, int(fill), prgb + r * C, pd + r, pw + r * S);
+        }
+      });
+    });
+  });
+  return {back(rgb, dtype), back(depth, dtype), back(weights, dtype)};
+}
+
+at::Tensor composite_bwd_cpu(const at::Tensor& g_rgb_in, const at::Tensor& g_depth_in,
+                             const at::Tensor& g_w_in, const at::Tensor& rs_in,
+                             const at::Tensor& z_in, const c10::optional<at::Tensor>& noise_in,
+                             int64_t clamp, bool last_back, bool white_back, int64_t fill) {
+  check_composite(rs_in, z_in, noise_in, clamp, fill, false);
+  check_cotangents(g_rgb_in, g_depth_in, g_w_in, rs_in, rs_in.size(2));
+  const auto dtype = rs_in.scalar_type();
+  const at::Tensor rs = work(rs_in), z = work(z_in);
+  const at::Tensor noise = noise_in.has_value() ? work(*noise_in) : at::Tensor();
+  const at::Tensor g_rgb = work(g_rgb_in), g_depth = work(g_depth_in), g_w = work(g_w_in);
+  const int64_t B = rs.size(0), R = rs.size(1), S = rs.size(2), C = rs.size(3) - 1, N = B * R;
+  at::Tensor grad = new_output(rs.sizes(), rs.options());
+  AT_DISPATCH_FLOATING_TYPES(rs.scalar_type(), "composite_bwd_cpu", [&] {
+    dispatch_channels(C, [&](auto nc) {
+      constexpr int NC = decltype(nc)::value;
+      const scalar_t* prs = rs.data_ptr<scalar_t>();
+      const scalar_t* pz = z.data_ptr<scalar_t>();
+      const scalar_t* pn = noise.defined() ? noise.data_ptr<scalar_t>() : nullptr;
+      const scalar_t* pgr = g_rgb.data_ptr<scalar_t>();
+      const scalar_t* pgd = g_depth.data_ptr<scalar_t>();
+      const scalar_t* pgw = g_w.data_ptr<scalar_t>();
+      scalar_t* pg = grad.data_ptr<scalar_t>();
+      const bool recompute = composite_recompute_mode();
+      at::parallel_for(0, N, grain_for(S * (C + 1)), [&](int64_t b, int64_t e) {
+        std::vector<scalar_t> tbuf(3 * std::max<int64_t>(S, 1));
+        for (int64_t r = b; r < e; ++r) {
+          auto run = [&](auto cache) {
+            composite_bwd_ray<scalar_t, scalar_t, NC, decltype(cache)::value>(
+                prs + r * S * (C + 1), pz + r * S, pn ? pn + r * S : nullptr, pgr + r * C, pgd + r,
+                pgw + r * S, int(S), int(C), int(clamp), last_back, white_back, int(fill),
+                tbuf.data(), 1, pg + r * S * (C + 1));
+          };
+          if (recompute) {  // the CUDA kernel's variant
+            run(std::false_type{});
+          } else {
+            run(std::true_type{});
+          }
+        }
+      });
+    });
+  });
+  return back(grad, dtype);
+}
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor> midpoint_fwd_cpu(const at::Tensor& rs_in,
+                                                                const at::Tensor& z_in,
+                                                                int64_t clamp, bool white_back) {
+  check_composite(rs_in, z_in, c10::nullopt, clamp, 0, true);
+  const auto dtype = rs_in.scalar_type();
+  const at::Tensor rs = work(rs_in), z = work(z_in);
+  const int64_t B = rs.size(0), R = rs.size(1), S = rs.size(2), C = rs.size(3) - 1, N = B * R;
+  const int64_t n = std::max<int64_t>(S - 1, 0);
+  at::Tensor rgb = new_output({B, R, C}, rs.options());
+  at::Tensor depth = new_output({B, R, 1}, rs.options());
+  at::Tensor weights = new_output({B, R, n, 1}, rs.options());
+  AT_DISPATCH_FLOATING_TYPES(rs.scalar_type(), "midpoint_fwd_cpu", [&] {
+    dispatch_channels(C, [&](auto nc) {
+      constexpr int NC = decltype(nc)::value;
+      const scalar_t* prs = rs.data_ptr<scalar_t>();
+      const scalar_t* pz = z.data_ptr<scalar_t>();
+      scalar_t* prgb = rgb.data_ptr<scalar_t>();
+      scalar_t* pd = depth.data_ptr<scalar_t>();
+      scalar_t* pw = weights.data_ptr<scalar_t>();
+      at::parallel_for(0, N, grain_for(S * (C + 1)), [&](int64_t b, int64_t e) {
+        for (int64_t r = b; r < e; ++r) {
+          midpoint_fwd_ray<scalar_t, scalar_t, NC>(prs + r * S * (C + 1), pz + r * S, int(S), int(C),
+                                                   int(clamp), white_back, prgb + r * C, pd + r,
+                                                   pw + r * n);
+        }
+      });
+    });
+  });
+  return {back(rgb, dtype), back(depth, dtype), back(weights, dtype)};
+}
+
+at::Tensor midpoint_bwd_cpu(const at::Tensor& g_rgb_in, const at::Tensor& g_depth_in,
+                            const at::Tensor& g_w_in, const at::Tensor& rs_in,
+                            const at::Tensor& z_in, int64_t clamp, bool white_back) {
+  check_composite(rs_in, z_in, c10::nullopt, clamp, 0, true);
+  check_cotangents(g_rgb_in, g_depth_in, g_w_in, rs_in, std::max<int64_t>(rs_in.size(2) - 1, 0));
+  const auto dtype = rs_in.scalar_type();
+  const at::Tensor rs = work(rs_in), z = work(z_in);
+  const at::Tensor g_rgb = work(g_rgb_in), g_depth = work(g_depth_in), g_w = work(g_w_in);
+  const int64_t B = rs.size(0), R = rs.size(1), S = rs.size(2), C = rs.size(3) - 1, N = B * R;
+  const int64_t n = std::max<int64_t>(S - 1, 0);
+  at::Tensor grad = new_output(rs.sizes(), rs.options());
+  AT_DISPATCH_FLOATING_TYPES(rs.scalar_type(), "midpoint_bwd_cpu", [&] {
+    dispatch_channels(C, [&](auto nc) {
+      constexpr int NC = decltype(nc)::value;
+      const scalar_t* prs = rs.data_ptr<scalar_t>();
+      const scalar_t* pz = z.data_ptr<scalar_t>();
+      const scalar_t* pgr = g_rgb.data_ptr<scalar_t>();
+      const scalar_t* pgd = g_depth.data_ptr<scalar_t>();
+      const scalar_t* pgw = g_w.data_ptr<scalar_t>();
+      scalar_t* pg = grad.data_ptr<scalar_t>();
+      at::parallel_for(0, N, grain_for(S * (C + 1)), [&](int64_t b, int64_t e) {
+        std::vector<scalar_t> tbuf(std::max<int64_t>(n, 1));
+        for (int64_t r = b; r < e; ++r) {
+          midpoint_bwd_ray<scalar_t, scalar_t, NC>(prs + r * S * (C + 1), pz + r * S, pgr + r * C,
+                                                   pgd + r, pgw + r * n, int(S), int(C), int(clamp),
+                                                   white_back, tbuf.data(), 1,
+                                                   pg + r * S * (C + 1));
+        }
+      });
+    });
+  });
+  return back(grad, dtype);
+}
+
+// Lanes of the vectors torch's CPU sum kernel uses for T. It depends on which kernel variant the
+// dispatcher picked (sum has no AVX512 variant, so AVX2 serves AVX512 CPUs), so it is measured once:
+// the lane count whose emulation reproduces at::sum bit for bit on deterministic probe rows.
+template <typename T>
+int sum_lanes() {
+  static const int lanes = [] {
+    const int lengths[] = {5, 7, 9, 13, 17, 23, 33, 47, 77, 130};
+    const int candidates[] = {int(32 / sizeof(T)), int(64 / sizeof(T)), int(16 / sizeof(T)), 0};
+    const int64_t rows = 16;
+    bool ok[4] = {true, true, true, true};
+    for (int L : lengths) {
+      std::vector<T> data(rows * L);
+      for (int64_t i = 0; i < rows * L; ++i) {
+        // mixed magnitudes so that different summation orders round differently
+        const double frac = std::fmod(double(i) * 0.6180339887498949 + 0.1, 1.0);
+        data[i] = T(frac * frac * frac * std::pow(10.0, double(i % 7) - 3.0));
+      }
+      const at::Tensor x = at::from_blob(data.data(), {rows, int64_t(L)},
+                                         at::TensorOptions().dtype(c10::CppTypeToScalarType<T>::value));
+      const at::Tensor sums = x.sum(-1).contiguous();
+      const T* ps = sums.data_ptr<T>();
+      for (int c = 0; c < 4; ++c) {
+        for (int64_t r = 0; r < rows && ok[c]; ++r) {
+          ok[c] = torch_cpu_row_sum(data.data() + r * L, L, T(0), candidates[c]) == ps[r];
+        }
+      }
+    }
+    for (int c = 0; c < 4; ++c) {
+      if (ok[c]) return candidates[c];
+    }
+    TORCH_WARN_ONCE("pigan: could not reproduce torch's CPU sum order; native sample_pdf may differ "
+                    "from the reference in the last bit");
+    return candidates[0];
+  }();
+  return lanes;
+}
+
+at::Tensor sample_pdf_cpu(const at::Tensor& bins_in, const at::Tensor& w_in, const at::Tensor& u_in,
+                          double eps) {
+  check_sample_pdf(bins_in, w_in, u_in);
+  const auto dtype = bins_in.scalar_type();
+  const at::Tensor bins = work(bins_in), w = work(w_in), u = work(u_in);
+  const int64_t N = w.size(0), M = w.size(1), K = u.size(1);
+  at::Tensor out = new_output({N, K}, bins.options());
+  AT_DISPATCH_FLOATING_TYPES(bins.scalar_type(), "sample_pdf_cpu", [&] {
+    const scalar_t* pb = bins.data_ptr<scalar_t>();
+    const scalar_t* pw = w.data_ptr<scalar_t>();
+    const scalar_t* pu = u.data_ptr<scalar_t>();
+    scalar_t* po = out.data_ptr<scalar_t>();
+    const scalar_t e = scalar_t(eps);
+    const int vec_n = sum_lanes<scalar_t>();
+    const bool scan = sample_pdf_scan_mode();
+    at::parallel_for(0, N, grain_for(M + K * M), [&](int64_t b, int64_t end) {
+      std::vector<scalar_t> cdf(M + 1);
+      for (int64_t r = b; r < end; ++r) {
+        const scalar_t* wr = pw + r * M;
+        const scalar_t* br = pb + r * (M + 1);
+        const scalar_t total = torch_cpu_row_sum(wr, int(M), e, vec_n);
+        // torch.cumsum on CPU accumulates in double for float and double alike.
+        if (scan) {  // the CUDA kernel's per-sample code path
+          for (int64_t k = 0; k < K; ++k) {
+            po[r * K + k] = sample_pdf_one<scalar_t, scalar_t, double>(br, wr, int(M), total, e,
+                                                                       pu[r * K + k]);
+          }
+        } else {
+          build_cdf<scalar_t, scalar_t, double>(wr, int(M), total, e, cdf.data());
+          for (int64_t k = 0; k < K; ++k) {
+            po[r * K + k] = invert_cdf<scalar_t, scalar_t>(br, cdf.data(), int(M), e, pu[r * K + k]);
+          }
+        }
+      }
+    });
+  });
+  return back(out, dtype);
+}
+
+std::tuple<at::Tensor, at::Tensor> merge_samples_cpu(const at::Tensor& zc_in, const at::Tensor& zf_in) {
+  check_merge(zc_in, zf_in);
+  const auto dtype = zf_in.scalar_type();
+  const at::Tensor zc = work(zc_in), zf = work(zf_in);
+  const int64_t B = zf.size(0), R = zf.size(1), S1 = zc.size(2), S2 = zf.size(2), N = B * R;
+  const int64_t S = S1 + S2;
+  at::Tensor z_all = new_output({B, R, S, 1}, zf.options());
+  at::Tensor idx = new_output({B, R, S}, zf.options().dtype(at::kLong));
+  AT_DISPATCH_FLOATING_TYPES(zf.scalar_type(), "merge_samples_cpu", [&] {
+    const scalar_t* pc = zc.data_ptr<scalar_t>();
+    const scalar_t* pf = zf.data_ptr<scalar_t>();
+    scalar_t* po = z_all.data_ptr<scalar_t>();
+    int64_t* pi = idx.data_ptr<int64_t>();
+    at::parallel_for(0, N, grain_for(S * 4), [&](int64_t b, int64_t e) {
+      for (int64_t r = b; r < e; ++r) {
+        merge_ray<scalar_t, scalar_t>(pc + r * S1, int(S1), pf + r * S2, int(S2), po + r * S,
+                                      pi + r * S);
+      }
+    });
+  });
+  return {back(z_all, dtype), idx};
+}
+
+}  // namespace
+}  // namespace pigan
+
+TORCH_LIBRARY_IMPL(pigan, CPU, m) {
+  m.impl("composite_fwd", &pigan::composite_fwd_cpu);
+  m.impl("composite_bwd", &pigan::composite_bwd_cpu);
+  m.impl("midpoint_fwd", &pigan::midpoint_fwd_cpu);
+  m.impl("midpoint_bwd", &pigan::midpoint_bwd_cpu);
+  m.impl("sample_pdf", &pigan::sample_pdf_cpu);
+  m.impl("merge_samples", &pigan::merge_samples_cpu);
+}

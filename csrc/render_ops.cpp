@@ -1,0 +1,56 @@
+// Schemas of the rendering ops of pigan._C (torch.library, namespace "pigan"). Other files add
+// their own ops to the same namespace with TORCH_LIBRARY_FRAGMENT, so no file may use
+// TORCH_LIBRARY(pigan, ...). Device kernels are registered in render_cpu.cpp / render_cuda.cpp.
+#include <limits>
+
+#include <ATen/ATen.h>
+#include <torch/library.h>
+
+#include "render_checks.h"
+
+namespace pigan {
+
+bool& poison_outputs() {
+  static bool flag = false;
+  return flag;
+}
+
+bool& composite_recompute_mode() {
+  static bool flag = false;
+  return flag;
+}
+
+bool& sample_pdf_scan_mode() {
+  static bool flag = false;
+  return flag;
+}
+
+at::Tensor new_output(at::IntArrayRef sizes, const at::TensorOptions& opts) {
+  at::Tensor t = at::empty(sizes, opts);
+  if (poison_outputs()) {
+    if (at::isFloatingType(t.scalar_type())) {
+      t.fill_(std::numeric_limits<double>::quiet_NaN());
+    } else {
+      t.fill_(-1);
+    }
+  }
+  return t;
+}
+
+}  // namespace pigan
+
+TORCH_LIBRARY_FRAGMENT(pigan, m) {
+  // clamp_mode: 0 relu, 1 softplus (midpoint: 1 softplus(sigma - 1), 2 none);
+  // fill_mode: 0 none, 1 debug, 2 weight.
+  m.def("composite_fwd(Tensor rgb_sigma, Tensor z_vals, Tensor? noise, int clamp_mode, "
+        "bool last_back, bool white_back, int fill_mode) -> (Tensor, Tensor, Tensor)");
+  m.def("composite_bwd(Tensor grad_rgb, Tensor grad_depth, Tensor grad_weights, Tensor rgb_sigma, "
+        "Tensor z_vals, Tensor? noise, int clamp_mode, bool last_back, bool white_back, "
+        "int fill_mode) -> Tensor");
+  m.def("midpoint_fwd(Tensor rgb_sigma, Tensor z_vals, int clamp_mode, bool white_back) "
+        "-> (Tensor, Tensor, Tensor)");
+  m.def("midpoint_bwd(Tensor grad_rgb, Tensor grad_depth, Tensor grad_weights, Tensor rgb_sigma, "
+        "Tensor z_vals, int clamp_mode, bool white_back) -> Tensor");
+  m.def("sample_pdf(Tensor bins, Tensor weights, Tensor u, float eps) -> Tensor");
+  m.def("merge_samples(Tensor z_coarse, Tensor z_fine) -> (Tensor, Tensor)");
+}
