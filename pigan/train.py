@@ -176,6 +176,15 @@ def extract_metadata(cur: dict, step: int) -> dict:
     return out
 
 
+def stage_metadata(cur: dict, step: int) -> dict:
+    """extract_metadata, but past the end of training the last real stage stays in force."""
+    meta = extract_metadata(cur, step)
+    if "img_size" not in meta and stage_steps(cur):
+        meta = extract_metadata(cur, max(s for s in stage_steps(cur) if s <= step) if any(
+            s <= step for s in stage_steps(cur)) else stage_steps(cur)[0])
+    return meta
+
+
 def last_upsample_step(cur: dict, step: int) -> int:
     mod = _curriculums()
     if hasattr(mod, "last_upsample_step"):
@@ -749,7 +758,7 @@ class Trainer:
             d_loss = F.softplus(g_preds).mean() + F.softplus(-r_preds).mean() + r1 + ident
             self.scaler.scale(d_loss / split).backward()
             d_total += d_loss.item() / split
-            r1_total += float(r1) / split
+            r1_total += float(r1.detach()) / split
         self.scaler.unscale_(self.opt_d)
         d_norm = torch.nn.utils.clip_grad_norm_(self.discriminator.parameters(), meta.get("grad_clip", 10))
         self.scaler.step(self.opt_d)
@@ -778,7 +787,7 @@ class Trainer:
                 g_loss = F.softplus(-top).mean() + ident
                 self.scaler.scale(g_loss / split).backward()
             g_total += g_loss.item() / split
-            pos_total += float(ident) / split
+            pos_total += float(ident.detach() if torch.is_tensor(ident) else ident) / split
         self.scaler.unscale_(self.opt_g)
         g_norm = torch.nn.utils.clip_grad_norm_(self.generator.parameters(), meta.get("grad_clip", 0.3))
         self.scaler.step(self.opt_g)
@@ -824,12 +833,12 @@ class Trainer:
     def write_samples(self, name: str):
         if not self.is_main:
             return None
-        meta = extract_metadata(self.cur, self.step)
+        meta = stage_metadata(self.cur, self.step)
         imgs = self.render_views(self.ema.module, self.fixed_z, meta, meta["v_mean"], meta["h_mean"])
         return save_image_grid(imgs, self.out / "samples" / name, nrow=int(math.ceil(math.sqrt(len(imgs)))))
 
     def write_multiview(self, path: Path, identities: int = 4, views: int = 7):
-        meta = extract_metadata(self.cur, self.step)
+        meta = stage_metadata(self.cur, self.step)
         h = meta.get("h_stddev", 0.3)
         spread = min(2 * h, 1.2) if meta.get("sample_dist") != "spherical_uniform" else min(h, 1.2)
         yaws = [meta["h_mean"] + spread * (2 * i / (views - 1) - 1) for i in range(views)]
@@ -841,11 +850,9 @@ class Trainer:
     def write_final(self):
         if not self.is_main or self.args.no_final:
             return
-        self.write_samples("final.png")
-        save_image_grid(self.render_views(self.ema.module, self.fixed_z, extract_metadata(self.cur, self.step),
-                                          extract_metadata(self.cur, self.step)["v_mean"],
-                                          extract_metadata(self.cur, self.step)["h_mean"]),
-                        self.out / "samples.png")
+        meta = stage_metadata(self.cur, self.step)
+        imgs = self.render_views(self.ema.module, self.fixed_z, meta, meta["v_mean"], meta["h_mean"])
+        save_image_grid(imgs, self.out / "samples.png")
         self.write_multiview(self.out / "multiview.png")
 
     # ------------------------------------------------------------------ loop
@@ -855,7 +862,7 @@ class Trainer:
         logger = ScalarLogger(self.out, tensorboard=args.tensorboard) if self.is_main else None
         if logger is not None and self.step > 0:
             logger.truncate_after(self.step)
-        meta = extract_metadata(self.cur, self.step)
+        meta = stage_metadata(self.cur, self.step)
         self._ensure_data(meta)
         if getattr(self, "_resume_data_key", None) is not None and self._resume_data_key != self._data_key:
             self.position = 0
@@ -938,7 +945,7 @@ def run(args, cur, resume_state=None) -> int:
         with ops.use_backend(args.backend):
             trainer = Trainer(args, cur, resume_state)
             if trainer.is_main:
-                meta = extract_metadata(cur, trainer.step)
+                meta = stage_metadata(cur, trainer.step)
                 print(f"pigan train: device {trainer.device}, backend {args.backend}, precision "
                       f"{trainer.amp_dtype or 'fp32'}, world {trainer.world}, from step {trainer.step} to "
                       f"{args.max_steps}, img {meta['img_size']}, batch {meta['batch_size']}, out {args.out}",

@@ -1,0 +1,206 @@
+"""`pigan train`: losses and updates, exact resume after SIGTERM, progressive growing, argument checks."""
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from pigan import train
+from pigan.checkpoints import load_checkpoint
+
+TINY = ["--set", "hidden_dim=16", "--set", "map_hidden_dim=16", "--set", "latent_dim=8",
+        "--set", "disc_max_channels=16", "--img-size", "8", "--batch-size", "4", "--num-steps", "6",
+        "--num-images", "32", "--no-progress", "--num-samples", "4"]
+
+
+@pytest.fixture(autouse=True)
+def _cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("PIGAN_CACHE", str(tmp_path / "cache"))
+
+
+def _env(tmp_path):
+    env = dict(os.environ, PIGAN_CACHE=str(tmp_path / "cache"))
+    root = str(Path(__file__).resolve().parents[1])
+    env["PYTHONPATH"] = root + os.pathsep + env.get("PYTHONPATH", "")
+    return env
+
+
+def _flat(state):
+    return {k: v.clone() for k, v in state.items() if torch.is_tensor(v)}
+
+
+def test_few_steps_finite_losses_and_parameters_move(tmp_path):
+    args, cur, _ = train.resolve_config(TINY + ["--out", str(tmp_path / "run"), "--max-steps", "2"])
+    trainer = train.Trainer(args, cur)
+    g0, d0 = _flat(trainer.generator.state_dict()), _flat(trainer.discriminator.state_dict())
+    meta = train.extract_metadata(cur, 0)
+    trainer._ensure_data(meta)
+    for _ in range(2):
+        real, trainer.epoch, trainer.position = trainer.stream.next(trainer.epoch, trainer.position, trainer.step)
+        out = trainer.train_step(real, meta)
+        for key in ("d_loss", "g_loss", "r1", "d_grad_norm", "g_grad_norm"):
+            assert math.isfinite(out[key]), (key, out)
+        assert out["r1"] > 0 and out["g_identity"] > 0     # R1 and the position loss are on in the demo
+    assert trainer.step == 2
+    moved_g = [k for k, v in trainer.generator.state_dict().items() if k in g0 and not torch.equal(v, g0[k])]
+    moved_d = [k for k, v in trainer.discriminator.state_dict().items() if k in d0 and not torch.equal(v, d0[k])]
+    assert "siren.network.0.layer.weight" in moved_g and "siren.mapping_network.network.0.weight" in moved_g
+    assert any(k.startswith("final_layer") for k in moved_d)
+    assert int(trainer.ema.n_averaged) == 2 and int(trainer.ema2.n_averaged) == 2
+    # the EMA lies between the initial and the current weights (warm-up decay, not a copy)
+    k = "siren.network.0.layer.weight"
+    e, g, i = trainer.ema.module.state_dict()[k], trainer.generator.state_dict()[k], g0[k]
+    assert not torch.equal(e, g) and not torch.equal(e, i)
+
+
+def test_ema_warmup_matches_torch_ema_rule():
+    fn = train.ema_multi_avg_fn(0.999)
+    e, c = [torch.zeros(3)], [torch.ones(3)]
+    fn(e, c, torch.tensor(1))                 # decay min(0.999, 2/11)
+    assert torch.allclose(e[0], torch.full((3,), 1 - 2 / 11))
+
+
+def test_batch_stream_shards_and_order(tmp_path):
+    from pigan.data import ProceduralShapes
+    ds = ProceduralShapes(img_size=8, num_images=16, render_size=8, cache=False)
+    s0 = train.BatchStream(ds, 4, seed=0, rank=0, world=2, num_workers=0, device=torch.device("cpu"))
+    s1 = train.BatchStream(ds, 4, seed=0, rank=1, world=2, num_workers=0, device=torch.device("cpu"))
+    b0, b1 = s0._epoch_batches(0, 0), s1._epoch_batches(0, 0)
+    flat0, flat1 = sum(b0, []), sum(b1, [])
+    assert len(b0) == 2 and not set(flat0) & set(flat1) and len(set(flat0 + flat1)) == 16
+    assert s0._epoch_batches(1, 0) != b0          # a new epoch reshuffles
+    assert s0._epoch_batches(0, 1) == b0[1:]      # resuming mid-epoch continues the same order
+    with pytest.raises(train.UsageError, match="too few"):
+        train.BatchStream(ds, 16, seed=0, rank=0, world=2, num_workers=0, device=torch.device("cpu"))
+
+
+def test_progressive_growing_from_a_curriculum_file(tmp_path):
+    cur = train.load_curriculum("demo")
+    cur = {k: v for k, v in cur.items() if not isinstance(k, int)}
+    cur.update({"0": {"batch_size": 4, "num_steps": 6, "img_size": 8, "batch_split": 2, "gen_lr": 1e-4, "disc_lr": 1e-4},
+                "3": {"batch_size": 2, "num_steps": 6, "img_size": 16, "batch_split": 1, "gen_lr": 1e-4, "disc_lr": 1e-4},
+                "5": {}, "fade_steps": 4, "hidden_dim": 16, "map_hidden_dim": 16, "latent_dim": 8,
+                "disc_max_channels": 16})
+    path = tmp_path / "cur.json"
+    path.write_text(json.dumps(cur))
+    out = tmp_path / "grow"
+    code = train.main(["--curriculum", str(path), "--out", str(out), "--log-every", "1", "--no-progress",
+                       "--num-images", "16", "--sample-every", "0", "--num-samples", "2"])
+    assert code == 0
+    rows = train.read_csv(out / "log.csv") if hasattr(train, "read_csv") else None
+    from pigan.logging_utils import read_csv
+    rows = read_csv(out / "log.csv")
+    assert [int(r["step"]) for r in rows] == [1, 2, 3, 4, 5]      # the empty stage at 5 ends training
+    assert [int(float(r["img_size"])) for r in rows] == [8, 8, 8, 16, 16]
+    assert [float(r["alpha"]) for r in rows] == [0.0, 0.25, 0.5, 0.0, 0.25]   # fade restarts at the upsample
+    for name in ("samples.png", "multiview.png", "loss.png", "checkpoint.pt"):
+        assert (out / name).is_file(), name
+    ckpt = load_checkpoint(out / "checkpoint.pt")
+    assert ckpt["step"] == 5 and ckpt["training"]["data_key"] == [16, 2]
+
+
+def _run(args, tmp_path, **kw):
+    return subprocess.run([sys.executable, "-m", "pigan", "train", *args], env=_env(tmp_path),
+                          capture_output=True, text=True, timeout=120, **kw)
+
+
+def test_sigterm_then_resume_continues_exactly(tmp_path):
+    common = TINY + ["--log-every", "1", "--sample-every", "2", "--ckpt-every", "3", "--no-final"]
+    out = tmp_path / "killed"
+    proc = subprocess.Popen([sys.executable, "-m", "pigan", "train", *common, "--out", str(out),
+                             "--max-steps", "100000"], env=_env(tmp_path), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    log = out / "log.csv"
+    deadline = time.time() + 90
+    while time.time() < deadline and proc.poll() is None:
+        if log.exists() and len(log.read_text().splitlines()) >= 5:     # header + 4 steps
+            break
+        time.sleep(0.2)
+    assert proc.poll() is None, proc.communicate()
+    proc.send_signal(signal.SIGTERM)
+    stdout, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 0, stderr
+    assert "stopped by signal" in stdout
+    ckpt = load_checkpoint(out / "checkpoint.pt")
+    k = ckpt["step"]
+    assert k >= 4 and ckpt["ema"]["n_averaged"].item() == k
+    assert not list(out.glob("*.tmp")) and not list(out.glob(".*.tmp"))
+
+    total = k + 2
+    res = _run(common + ["--out", str(out), "--resume", "--max-steps", str(total)], tmp_path)
+    assert res.returncode == 0, res.stderr
+    resumed = load_checkpoint(out / "checkpoint.pt")
+    assert resumed["step"] == total
+    assert resumed["ema"]["n_averaged"].item() == total
+    assert resumed["training"]["ema2"]["n_averaged"].item() == total
+    from pigan.logging_utils import read_csv
+    assert [int(r["step"]) for r in read_csv(log)] == list(range(1, total + 1))
+
+    # an uninterrupted run of the same length ends with bit-identical weights, EMA and optimizer state
+    ref = tmp_path / "straight"
+    res = _run(common + ["--out", str(ref), "--max-steps", str(total)], tmp_path)
+    assert res.returncode == 0, res.stderr
+    straight = load_checkpoint(ref / "checkpoint.pt")
+    for part in ("generator", "discriminator", "ema"):
+        for key, value in straight[part].items():
+            assert torch.equal(value, resumed[part][key]), (part, key)
+    sa, sb = straight["training"]["opt_g"]["state"], resumed["training"]["opt_g"]["state"]
+    assert all(torch.equal(sa[i]["exp_avg"], sb[i]["exp_avg"]) for i in sa)
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--curriculum", "nonexistent"], "unknown curriculum 'nonexistent'"),
+    (["--batch-size", "-4"], "batch_size (stage 0) must be a positive integer, got -4"),
+    (["--img-size", "0"], "img_size (stage 0) must be a positive integer"),
+    (["--num-steps", "-1"], "num_steps (stage 0) must be a positive integer"),
+    (["--max-steps", "-10"], "--max-steps must be a positive integer"),
+    (["--img-size", "12"], "img_size must be a power of two"),
+    (["--batch-size", "6", "--batch-split", "4"], "not divisible by batch_split 4"),
+    (["--data", "/definitely/not/here"], "data folder '/definitely/not/here' does not exist"),
+    (["--set", "gen_lr"], "--set expects key=value"),
+    (["--resume"], "--resume: no checkpoint at"),
+])
+def test_bad_arguments_fail_before_training(tmp_path, capsys, extra, message):
+    out = tmp_path / "out"
+    code = train.main(["--out", str(out), "--max-steps", "1", *extra])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert message in err and err.startswith("pigan train: error:")
+    assert not (out / "checkpoint.pt").exists() and not (out / "log.csv").exists()
+
+
+def test_unwritable_output_folder(tmp_path, capsys):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("x")
+    code = train.main(TINY + ["--out", str(blocker / "run"), "--max-steps", "1"])
+    assert code == 2
+    assert "is not writable" in capsys.readouterr().err
+
+
+def test_empty_data_folder(tmp_path, capsys):
+    (tmp_path / "empty").mkdir()
+    code = train.main(TINY + ["--out", str(tmp_path / "o"), "--data", str(tmp_path / "empty"), "--max-steps", "1"])
+    assert code == 2
+    assert "contains no images" in capsys.readouterr().err
+
+
+def test_overrides_and_curriculum_files(tmp_path):
+    cur = train.apply_overrides(train.load_curriculum("demo"),
+                                ["fov=15", "0.batch_size=2", "*.num_steps=5", "white_back=false", "model=TALLSIREN"])
+    assert cur["fov"] == 15 and cur[0]["batch_size"] == 2 and cur["white_back"] is False
+    assert all(cur[s]["num_steps"] == 5 for s in train.stage_steps(cur)) and cur["model"] == "TALLSIREN"
+    py = tmp_path / "c.py"
+    py.write_text("import math\ncurriculum = {0: {'batch_size': 2, 'num_steps': 4, 'img_size': 8}, 'fov': math.pi}\n")
+    assert train.load_curriculum(str(py))["fov"] == math.pi
+    with pytest.raises(train.UsageError, match="does not exist"):
+        train.load_curriculum(str(tmp_path / "missing.json"))
+    bad = tmp_path / "bad.json"
+    bad.write_text("{not json")
+    with pytest.raises(train.UsageError, match="could not read curriculum file"):
+        train.load_curriculum(str(bad))
