@@ -207,7 +207,8 @@ def extract_metadata(curriculum, current_step):
 
 
 def next_upsample_step(curriculum, current_step):
-    """The next stage start where the image size grows; inf when none."""
+    """The next stage start where the image size grows; inf when none. As in pi-GAN, a stage without
+    img_size (the empty end stage) counts as size 512, so the end of training is such a step."""
     current_size = extract_metadata(curriculum, current_step).get("img_size")
     if current_size is None:                                        # past the end of training
         return math.inf
