@@ -98,15 +98,39 @@ def _cat(parts):
     return parts[0] if len(parts) == 1 else torch.cat(parts, dim=-1)
 
 
+_cpu_ops_state: bool | None = None
+
+
 def _cpu_ops_available() -> bool:
-    if _backend.native_module() is None:
-        return False
+    """Whether pigan._C carries csrc/film_cpu.cpp's ops (registering their fake kernels once)."""
+    global _cpu_ops_state
+    if _cpu_ops_state is None:
+        if _backend.native_module() is None:
+            return False
+        try:
+            torch.ops.pigan.film_forward
+            torch.ops.pigan.film_bwd_epilogue_
+        except (AttributeError, RuntimeError):
+            _cpu_ops_state = False
+        else:
+            _register_fakes()
+            _cpu_ops_state = True
+    return _cpu_ops_state
+
+
+def _register_fakes():
+    # Shapes for torch.compile / FakeTensor tracing of the native CPU path.
+    def film_forward_fake(x, weight, bias, freq, phase):
+        return x.new_empty((x.shape[0], x.shape[1], weight.shape[0]))
+
+    def film_bwd_epilogue_fake(z, dy, freq, phase):
+        return z.new_empty((z.shape[0], z.shape[2])), z.new_empty((z.shape[0], z.shape[2]))
+
     try:
-        torch.ops.pigan.film_forward
-        torch.ops.pigan.film_bwd_epilogue_
-    except (AttributeError, RuntimeError):
-        return False
-    return True
+        torch.library.register_fake("pigan::film_forward", film_forward_fake)
+        torch.library.register_fake("pigan::film_bwd_epilogue_", film_bwd_epilogue_fake)
+    except RuntimeError:  # already registered (e.g. module reloaded)
+        pass
 
 
 def _fused_cpu(t: torch.Tensor) -> bool:
