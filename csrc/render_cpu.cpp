@@ -212,13 +212,21 @@ int sum_lanes() {
 }
 
 at::Tensor sample_pdf_cpu(const at::Tensor& bins_in, const at::Tensor& w_in, const at::Tensor& u_in,
-                          double eps) {
+                          double eps, const c10::optional<at::Tensor>& total_in) {
   check_sample_pdf(bins_in, w_in, u_in);
+  if (total_in.has_value()) {
+    check_dtype(*total_in, bins_in, "total");
+    check_device(*total_in, bins_in, "total");
+    TORCH_CHECK_VALUE(total_in->numel() == w_in.size(0), "total must have one value per ray (",
+                      w_in.size(0), "), got shape ", total_in->sizes());
+  }
   const auto dtype = bins_in.scalar_type();
   const at::Tensor bins = work(bins_in), w = work(w_in), u = work(u_in);
+  const at::Tensor total = total_in.has_value() ? work(*total_in).reshape({-1}) : at::Tensor();
   const int64_t N = w.size(0), M = w.size(1), K = u.size(1);
   at::Tensor out = new_output({N, K}, bins.options());
   AT_DISPATCH_FLOATING_TYPES(bins.scalar_type(), "sample_pdf_cpu", [&] {
+    const scalar_t* ptotal = total.defined() ? total.data_ptr<scalar_t>() : nullptr;
     const scalar_t* pb = bins.data_ptr<scalar_t>();
     const scalar_t* pw = w.data_ptr<scalar_t>();
     const scalar_t* pu = u.data_ptr<scalar_t>();
@@ -231,7 +239,7 @@ at::Tensor sample_pdf_cpu(const at::Tensor& bins_in, const at::Tensor& w_in, con
       for (int64_t r = b; r < end; ++r) {
         const scalar_t* wr = pw + r * M;
         const scalar_t* br = pb + r * (M + 1);
-        const scalar_t total = torch_cpu_row_sum(wr, int(M), e, vec_n);
+        const scalar_t total = ptotal ? ptotal[r] : torch_cpu_row_sum(wr, int(M), e, vec_n);
         // torch.cumsum on CPU accumulates in double for float and double alike.
         if (scan) {  // the CUDA kernel's per-sample code path
           for (int64_t k = 0; k < K; ++k) {

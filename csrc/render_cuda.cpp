@@ -80,7 +80,7 @@ at::Tensor midpoint_bwd_gpu(const at::Tensor& g_rgb, const at::Tensor& g_depth,
 }
 
 at::Tensor sample_pdf_gpu(const at::Tensor& bins, const at::Tensor& w, const at::Tensor& u,
-                          double eps) {
+                          double eps, const c10::optional<at::Tensor>& /*total: CPU only*/) {
   check_sample_pdf(bins, w, u);
   const c10::cuda::CUDAGuard guard(bins.device());
   at::Tensor out = new_output({w.size(0), u.size(1)}, bins.options());

@@ -51,6 +51,9 @@ TORCH_LIBRARY_FRAGMENT(pigan, m) {
         "-> (Tensor, Tensor, Tensor)");
   m.def("midpoint_bwd(Tensor grad_rgb, Tensor grad_depth, Tensor grad_weights, Tensor rgb_sigma, "
         "Tensor z_vals, int clamp_mode, bool white_back) -> Tensor");
-  m.def("sample_pdf(Tensor bins, Tensor weights, Tensor u, float eps) -> Tensor");
+  // total: optional per-ray sum of (weights + eps) computed by torch. The CPU kernel reproduces the
+  // summation order of torch's CPU sum for row-major weights itself; for other layouts torch sums in
+  // another order, and passing torch's total keeps the samples bit-identical. CUDA ignores it.
+  m.def("sample_pdf(Tensor bins, Tensor weights, Tensor u, float eps, Tensor? total=None) -> Tensor");
   m.def("merge_samples(Tensor z_coarse, Tensor z_fine) -> (Tensor, Tensor)");
 }

@@ -114,8 +114,24 @@ def test_sample_pdf_cuda(N, M, K, det, dtype):
         again = ops.sample_pdf(bins, weights, K, det=det)
     assert nat.dtype == dtype and nat.is_cuda
     assert torch.equal(nat, again)
+    # Inside a bin of small mass the inverse cdf is steep, so a last-bit difference of the cdf (float32
+    # accumulation vs the float64 reference) moves the depth a lot but the cdf value very little:
+    # accept a sample when it is close in depth or when its cdf value is.
     tol = {torch.float64: 1e-9, torch.float32: 1e-5}.get(dtype, 1e-2)
-    torch.testing.assert_close(nat.double(), ref, rtol=tol, atol=tol)
+    close = ((nat.double() - ref).abs() <= tol) | ((cdf_at(nat, bins, weights) - cdf_at(ref, bins, weights)).abs()
+                                                   <= tol)
+    assert close.all(), (nat.double() - ref).abs().max()
+
+
+def cdf_at(t, bins, weights, eps=1e-5):
+    """The piecewise-linear cdf of sample_pdf's pdf, in float64, at depths t [N, K]."""
+    w = weights.double() + eps
+    cdf = torch.cat([torch.zeros_like(w[:, :1]), torch.cumsum(w / w.sum(-1, keepdim=True), -1)], -1)
+    b = bins.double().contiguous()
+    t = t.double().contiguous()
+    i = torch.searchsorted(b, t, right=True).clamp(1, b.shape[1] - 1)
+    b0, b1, c0, c1 = b.gather(1, i - 1), b.gather(1, i), cdf.gather(1, i - 1), cdf.gather(1, i)
+    return c0 + (t - b0).clamp(min=0) / (b1 - b0).clamp_min(1e-30) * (c1 - c0)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)

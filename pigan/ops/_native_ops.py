@@ -52,7 +52,7 @@ def _register_fakes():
     def fake_midpoint_bwd(g_rgb, g_depth, g_w, rgb_sigma, z_vals, clamp_mode, white_back):
         return torch.empty_like(rgb_sigma, memory_format=torch.contiguous_format)
 
-    def fake_sample_pdf(bins, weights, u, eps):
+    def fake_sample_pdf(bins, weights, u, eps, total=None):
         return bins.new_empty(weights.shape[0], u.shape[1])
 
     def fake_merge(z_coarse, z_fine):
@@ -122,7 +122,13 @@ def _sample_pdf_native(bins, weights, N_importance, det=False, eps=1e-5, u=None)
     weights = weights.detach().to(bins.dtype)
     if u is None:
         u = sampling.draw_uniforms(bins, N_importance, det)
-    return _ops().sample_pdf(bins, weights, u.detach().to(bins.dtype), float(eps))
+    total = None
+    if (bins.device.type == "cpu" and bins.dtype in (torch.float32, torch.float64)
+            and weights.shape[0] > 1 and weights.shape[1] > 1 and weights.stride(1) != 1):
+        # The kernel reproduces torch's CPU summation order for row-major weights; other layouts
+        # make torch sum in another order, so take its total to stay bit-identical to the reference.
+        total = torch.sum(weights + eps, -1)
+    return _ops().sample_pdf(bins, weights, u.detach().to(bins.dtype), float(eps), total)
 
 
 def _merge_samples_native(z_coarse, z_fine):
