@@ -103,6 +103,8 @@ INTERP_CASES = {
     "fp32-nobias-2x33x256x32": (2, 33, 256, 32, "float32", False, 0, None, "kernel"),
     "fp32-smalltiles-3x129x259x256": (3, 129, 259, 256, "float32", True, 0,
                                       {"BLOCK_M": 16, "BLOCK_N": 32, "BLOCK_K": 32, "CHUNK": 32}, "kernel"),
+    "fp32-smallN-config-2x7x3x256": (2, 7, 3, 256, "float32", True, 0,
+                                     {"BLOCK_M": 16, "BLOCK_N": 128, "BLOCK_K": 16, "CHUNK": 256}, "kernel"),
     "fp32-public-op-3x7x256x256": (3, 7, 256, 256, "float32", True, 0, None, "op"),
     # bf16 code path with float16 operands (tl.dot on bfloat16 is wrong under the interpreter)
     "fp16-3x129x259x256": (3, 129, 259, 256, "float16", True, 0, None, "kernel"),
