@@ -85,3 +85,32 @@ def test_video_poses_and_imaging():
     torch.testing.assert_close(d[0, :, 0, 1], torch.zeros(3))
     with pytest.raises(ValueError, match="images"):
         imaging.make_grid(torch.zeros(3, 4, 4))
+
+
+def test_cli_renders_a_pigan_folder(tmp_path):
+    import sys
+
+    from test_checkpoints import _pigan_modules
+
+    mods = _pigan_modules()
+    saved = {name: sys.modules.get(name) for name in mods}
+    sys.modules.update(mods)
+    try:
+        torch.manual_seed(0)
+        gen = mods["generators.generators"].ImplicitGenerator3d(mods["siren.siren"].SPATIALSIRENBASELINE, 16)
+        gen.siren = mods["siren.siren"].SPATIALSIRENBASELINE(input_dim=3, z_dim=16, hidden_dim=8)
+        torch.save(gen, tmp_path / "generator.pth")
+    finally:
+        for name, old in saved.items():
+            if old is None:
+                sys.modules.pop(name, None)
+            else:
+                sys.modules[name] = old
+    out = tmp_path / "out"
+    with pytest.warns(UserWarning, match="execute code"):
+        rc = render.main([str(tmp_path), "--out", str(out), "--num", "1", "--identities", "1",
+                          "--views", "2", "--pitches", "1", "--resolution", "4", "--steps", "3",
+                          "--frames", "0", "--no-progress", "--device", "cpu", "--no-ema"])
+    assert rc == 0
+    assert {p.name for p in out.iterdir()} == {"samples.png", "depth.png", "multiview.png",
+                                               "multiview_id0.png"}
