@@ -37,6 +37,9 @@ def test_round_trip_with_ema_extra_and_config(tmp_path):
                                     "rng": torch.get_rng_state()},
                              config={"curriculum": "demo", "betas": (0, 0.9)})
     assert [p.name for p in path.parent.iterdir()] == ["ckpt.pt"]      # no temp file left behind
+    mask = os.umask(0)
+    os.umask(mask)
+    assert path.stat().st_mode & 0o777 == 0o666 & ~mask                # not mkstemp's 0600
     raw = torch.load(path, weights_only=True)                          # loadable without code
     assert raw["step"] == 7 and raw["config"]["betas"] == (0, 0.9)
     assert raw["generator_config"] == {"class": "ImplicitGenerator3d", "siren": "SPATIALSIRENBASELINE",
