@@ -332,4 +332,6 @@ def film_siren(x, weight, bias, freq, phase):
     parts = tuple(x) if isinstance(x, (tuple, list)) else (x,)
     if weight.dtype not in SUPPORTED_DTYPES:
         raise TypeError(f"the Triton film_siren supports {SUPPORTED_DTYPES}, got weight {weight.dtype}")
+    if bias is not None and bias.stride(0) != 1:
+        bias = bias.contiguous()                                        # the kernels index bias[h]
     return FiLMSirenFunction.apply(weight, bias, freq, phase, *parts)
