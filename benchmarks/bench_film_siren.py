@@ -7,7 +7,8 @@ vs eager vs torch.compile(reference). Forward, and forward + backward (random co
 x, weight, bias, freq and phase; the addmm floor does its three GEMMs).
 Memory: bytes saved for backward per sample point by SPATIALSIRENBASELINE (extra_info).
 
-`pytest benchmarks/bench_film_siren.py --benchmark-only --benchmark-group-by=group`
+`pytest benchmarks -k "test_film_" --benchmark-only` (name the folder, not this file: benchmarks/conftest.py
+collects bench_*.py itself, so naming the file collects every case twice).
 """
 import pytest
 import torch
