@@ -53,8 +53,10 @@ PIGAN_HD void build_cdf(const Sx* w, int M, T total, T eps, T* cdf) {
 
 template <typename Sx, typename T>
 PIGAN_HD T invert_cdf(const Sx* bins, const T* cdf, int M, T eps, T u) {
+  // The cdf is non-decreasing, so the first index with cdf >= u is the number of entries below u;
+  // counting has no data-dependent branch (random u made the early-exit scan mispredict).
   int i = 0;
-  while (i <= M && !(cdf[i] >= u)) ++i;
+  for (int j = 0; j <= M; ++j) i += cdf[j] < u ? 1 : 0;
   const int lo = i > 0 ? i - 1 : 0;
   const int hi = i < M ? i : M;
   const T cdf_lo = cdf[lo], cdf_hi = cdf[hi];

@@ -3,9 +3,9 @@
 
     python scripts/bench_summary.py bench.json [--md summary.md] [--json summary.json] [--title TEXT]
 
-Cases of one benchmark group (the same workload) become one row: each backend's median time and the
-speedup of every other backend over "reference" (reference median / backend median), plus the
-bytes saved for backward relative to the inputs when the cases recorded them.
+Cases of one benchmark group (the same workload) sit together: each backend's median time, its
+speedup over "reference" (reference median / backend median) and, when the case recorded it, the
+bytes autograd saved for backward relative to the inputs.
 """
 from __future__ import annotations
 
@@ -56,32 +56,20 @@ def machine_line(data: dict) -> str:
 
 
 def to_markdown(rows: list[dict], title: str, machine: str) -> str:
-    backends = []
+    """One line per (workload, backend); "vs reference" = reference median / this median."""
+    lines = [f"# {title}", "", machine, "",
+             "| workload | backend | median (ms) | vs reference | saved for backward / inputs |",
+             "|---|---|---|---|---|"]
     for r in rows:
-        for k in r["backends"]:
-            if k not in backends:
-                backends.append(k)
-    backends.sort(key=lambda k: (k != "reference", k))
-    others = [b for b in backends if b != "reference"]
-    head = ["workload"] + [f"{b} median (ms)" for b in backends] + [f"{b} speedup" for b in others]
-    has_saved = any(v.get("saved_over_inputs") is not None for r in rows for v in r["backends"].values())
-    if has_saved:
-        head += [f"{b} saved/inputs" for b in backends]
-    lines = [f"# {title}", "", machine, "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for r in rows:
-        cells = [r["group"]]
-        for b in backends:
-            v = r["backends"].get(b)
-            cells.append(f"{v['median_ms']:.3f} ± {v['stddev_ms']:.3f}" if v else "")
-        for b in others:
-            s = r.get("speedup", {}).get(b)
-            cells.append(f"{s:.2f}x" if s else "")
-        if has_saved:
-            for b in backends:
-                v = r["backends"].get(b)
-                s = v.get("saved_over_inputs") if v else None
-                cells.append(f"{s:.2f}" if s is not None else "")
-        lines.append("| " + " | ".join(cells) + " |")
+        by_backend = r["backends"]
+        order = sorted(by_backend, key=lambda k: (k != "reference", k))
+        for i, b in enumerate(order):
+            v = by_backend[b]
+            speed = "1.00x" if b == "reference" else (f"{r['speedup'][b]:.2f}x" if b in r.get("speedup", {})
+                                                     else "")
+            saved = v.get("saved_over_inputs")
+            lines.append(f"| {r['group'] if i == 0 else ''} | {b} | {v['median_ms']:.3f} ± {v['stddev_ms']:.3f} "
+                         f"| {speed} | {'' if saved is None else f'{saved:.2f}'} |")
     return "\n".join(lines) + "\n"
 
 
