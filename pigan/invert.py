@@ -33,7 +33,8 @@ def render_options(config: dict | None, img_size: int | None = None, num_steps: 
     {img_size, fov, ray_start, ray_end, num_steps, pitch, yaw, hierarchical_sample, clamp_mode,
     white_back, last_back}. The pose is the mean pose (v_mean, h_mean)."""
     cfg = dict(config or {})
-    stages = sorted(k for k in cfg if isinstance(k, int) or (isinstance(k, str) and k.isdigit()))
+    stages = sorted((k for k in cfg if (isinstance(k, int) and not isinstance(k, bool))
+                     or (isinstance(k, str) and k.isdigit())), key=int)
     stage = {}
     for k in stages:                                   # the last non-empty stage: the final resolution
         if cfg[k]:

@@ -162,9 +162,12 @@ def _plot_pillow(series, path, title, xlabel, logy):
     return path
 
 
-def plot_loss_csv(csv_path, png_path, keys=("d_loss", "g_loss"), smooth: int = 10):
-    """Loss plot of a training log (``log.csv``) as PNG; an empty log still gives a (blank) plot."""
+def plot_loss_csv(csv_path, png_path, keys=("d_loss", "g_loss"), smooth: int | None = None):
+    """Loss plot of a training log (``log.csv``) as PNG; an empty log still gives a (blank) plot.
+    ``smooth``: moving-average window in rows (default: 1/50 of the rows)."""
     rows = read_csv(csv_path)
+    if smooth is None:
+        smooth = max(1, len(rows) // 50)
     series = {}
     for k in keys:
         xs = [float(r["step"]) for r in rows if r.get(k) not in (None, "")]

@@ -226,6 +226,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-split", type=int, default=None, help="sub-batches per step in every stage")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
+    p.add_argument("--threads", type=int, default=None, help="CPU threads for torch (default: torch's choice)")
     p.add_argument("--backend", default="auto", choices=list(ops.BACKENDS),
                    help="pigan.ops backend (default auto: the fastest available)")
     p.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "fp16"],
@@ -322,6 +323,8 @@ def resolve_config(argv=None):
         _positive("--num-images", args.num_images)
     if args.num_workers is not None:
         _positive("--num-workers", args.num_workers, allow_zero=True)
+    if args.threads is not None:
+        _positive("--threads", args.threads)
     if args.data is None:
         args.data = cur.get("dataset_path") if cur.get("dataset", "").lower() not in PROCEDURAL_NAMES else None
         args.data = args.data or "procedural"
@@ -631,6 +634,8 @@ class Trainer:
                                            "h_mean", "v_mean", "sample_dist") if k in meta}
             sizes = [extract_metadata(self.cur, s)["img_size"] for s in stage_steps(self.cur)]
             num_images = self.args.num_images or int(self.cur.get("num_images", 2048))
+            if self.distributed and not self.is_main:
+                dist.barrier()         # rank 0 generates (and caches) the procedural dataset first
             try:
                 self.dataset = build_dataset(self.args.data, meta["img_size"], camera=camera, seed=self.args.seed,
                                              num_images=num_images, render_size=max(sizes),
@@ -638,6 +643,9 @@ class Trainer:
                                              verbose=self.is_main)
             except (FileNotFoundError, NotADirectoryError, ValueError) as exc:
                 raise UsageError(str(exc))
+            finally:
+                if self.distributed and self.is_main:
+                    dist.barrier()     # the others now load it from the cache (or fail alike)
         elif isinstance(self.dataset, ProceduralShapes):
             self.dataset.set_img_size(meta["img_size"])
         else:
@@ -722,7 +730,8 @@ class Trainer:
     def train_step(self, real_imgs: torch.Tensor, meta: dict) -> dict:
         step = self.step
         meta = dict(meta)
-        meta["nerf_noise"] = max(0.0, 1.0 - step / 5000.0)
+        # pi-GAN anneals the density noise over 5000 steps; short runs (the demo) may shorten it
+        meta["nerf_noise"] = max(0.0, 1.0 - step / float(meta.get("nerf_noise_steps", 5000)))
         fade = meta.get("fade_steps", 10000)
         alpha = min(1.0, (step - last_upsample_step(self.cur, step)) / fade) if fade > 0 else 1.0
         split = meta.get("batch_split", 1)
@@ -939,6 +948,8 @@ def _init_distributed(device_spec: str):
 
 def run(args, cur, resume_state=None) -> int:
     """Train with validated arguments (see ``resolve_config``); returns the exit code."""
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
     started = _init_distributed(args.device)
     stop = StopFlag().install()
     try:

@@ -103,7 +103,8 @@ def test_invert_command_writes_fit_curve_views_and_video(tmp_path, capsys):
 
 
 def test_invert_command_errors(tmp_path, capsys):
-    assert main([str(tmp_path / "missing.pt"), str(tmp_path)]) == 2
+    Image.new("RGB", (8, 8)).save(tmp_path / "x.png")
+    assert main([str(tmp_path / "missing.pt"), str(tmp_path / "x.png")]) == 2
     assert "checkpoint file not found" in capsys.readouterr().err
     ckpt = save_checkpoint(tmp_path / "g.pt", generator=_smooth_generator(), config={})
     assert main([str(ckpt), str(tmp_path / "nothing.png")]) == 2
