@@ -13,7 +13,8 @@ def chosen(op_table, device="cpu"):
     return _backend.select("op", torch.device(device), op_table)[0]
 
 
-def test_auto_picks_native_on_cpu():
+def test_auto_picks_native_on_cpu(monkeypatch):
+    monkeypatch.delenv("PIGAN_BACKEND", raising=False)
     assert chosen(compositing._COMPOSITE_IMPLS) == "native"
     assert chosen(sampling._SAMPLE_PDF_IMPLS) == "native"
     assert chosen(sampling._MERGE_IMPLS) == "native"
@@ -57,7 +58,8 @@ def test_available_backends_report():
     assert report["reference"]["available"] and report["native"]["available"]
 
 
-def test_devices_without_native_kernels():
+def test_devices_without_native_kernels(monkeypatch):
+    monkeypatch.delenv("PIGAN_BACKEND", raising=False)
     # No native kernels for the meta device: auto falls back, an explicit choice is an error saying why.
     assert chosen(compositing._COMPOSITE_IMPLS, "meta") == "reference"
     with ops.use_backend("native"):
@@ -81,7 +83,8 @@ def broken_native(monkeypatch):
     monkeypatch.setattr(_backend, "_native_loaded", False)
 
 
-def test_fallback_warns_once_and_uses_reference(broken_native):
+def test_fallback_warns_once_and_uses_reference(broken_native, monkeypatch):
+    monkeypatch.delenv("PIGAN_BACKEND", raising=False)
     rgb_sigma, z = torch.rand(1, 2, 4, 4), torch.sort(torch.rand(1, 2, 4, 1), 2).values
     with pytest.warns(RuntimeWarning, match="pigan._C failed to import.*undefined symbol"):
         out = ops.composite(rgb_sigma, z)
