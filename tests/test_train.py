@@ -204,3 +204,31 @@ def test_overrides_and_curriculum_files(tmp_path):
     bad.write_text("{not json")
     with pytest.raises(train.UsageError, match="could not read curriculum file"):
         train.load_curriculum(str(bad))
+
+
+def test_scalar_log_and_loss_plot_always_png(tmp_path, monkeypatch):
+    from PIL import Image
+
+    from pigan import logging_utils as lu
+    log = lu.ScalarLogger(tmp_path, tensorboard=False)
+    for s in range(1, 6):
+        log.log(s, d_loss=1.0 / s, g_loss=float(s))
+    log.truncate_after(3)                      # a resumed run drops the steps it will replay
+    log.log(4, d_loss=0.5, g_loss=2.0)
+    log.close()
+    rows = lu.read_csv(tmp_path / "log.csv")
+    assert [int(r["step"]) for r in rows] == [1, 2, 3, 4] and float(rows[-1]["g_loss"]) == 2.0
+    # without matplotlib the plot is drawn with Pillow
+    import builtins
+    real_import = builtins.__import__
+
+    def no_matplotlib(name, *a, **k):
+        if name.startswith("matplotlib"):
+            raise ImportError(name)
+        return real_import(name, *a, **k)
+    monkeypatch.setattr(builtins, "__import__", no_matplotlib)
+    png = lu.plot_loss_csv(tmp_path / "log.csv", tmp_path / "loss.png")
+    with Image.open(png) as im:
+        assert im.format == "PNG" and im.size == (800, 450)
+        assert len(im.convert("RGB").getcolors(maxcolors=1 << 20)) > 3     # axes, two coloured curves
+    assert lu.plot_loss_csv(tmp_path / "missing.csv", tmp_path / "empty.png").is_file()
