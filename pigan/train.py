@@ -683,6 +683,7 @@ class Trainer:
         self.ema.load_state_dict(state["ema"])
         self.ema2.load_state_dict(tr["ema2"])
         self.step, self.epoch, self.position = tr["step"], tr["epoch"], tr["position"]
+        self.generator.step = self.discriminator.step = self.step
         self._resume_rng = tr["rng"]
         self._resume_data_key = tuple(tr["data_key"]) if tr.get("data_key") else None
         if tr.get("world_size", 1) != self.world and self.is_main:
@@ -752,20 +753,23 @@ class Trainer:
         for i in range(split):
             z = z_all[i * sub:(i + 1) * sub]
             real = real_imgs[i * sub:(i + 1) * sub].detach().requires_grad_(meta.get("r1_lambda", 0) > 0)
-            with self._autocast():
-                with torch.no_grad():
-                    fake, fake_pos = gen(z, **meta)
-                preds, pred_latent, pred_pos = self.d_ddp(torch.cat([real, fake.to(real.dtype)]), alpha, **meta)
-            r_preds, g_preds = preds[:sub].float(), preds[sub:].float()
-            if meta.get("r1_lambda", 0) > 0:
-                grad_real, = torch.autograd.grad(self.scaler.scale(r_preds.sum()), real, create_graph=True)
-                grad_real = grad_real / self.scaler.get_scale()
-                r1 = 0.5 * meta["r1_lambda"] * grad_real.float().pow(2).flatten(1).sum(1).mean()
-            else:
-                r1 = torch.zeros((), device=self.device)
-            ident = self._identity_penalty(meta, pred_latent[sub:], z, pred_pos[sub:], fake_pos)
-            d_loss = F.softplus(g_preds).mean() + F.softplus(-r_preds).mean() + r1 + ident
-            self.scaler.scale(d_loss / split).backward()
+            last = i == split - 1
+            ctx = self.d_ddp.no_sync() if (self.distributed and not last) else _nullcontext()
+            with ctx:
+                with self._autocast():
+                    with torch.no_grad():
+                        fake, fake_pos = gen(z, **meta)
+                    preds, pred_latent, pred_pos = self.d_ddp(torch.cat([real, fake.to(real.dtype)]), alpha, **meta)
+                r_preds, g_preds = preds[:sub].float(), preds[sub:].float()
+                if meta.get("r1_lambda", 0) > 0:
+                    grad_real, = torch.autograd.grad(self.scaler.scale(r_preds.sum()), real, create_graph=True)
+                    grad_real = grad_real / self.scaler.get_scale()
+                    r1 = 0.5 * meta["r1_lambda"] * grad_real.float().pow(2).flatten(1).sum(1).mean()
+                else:
+                    r1 = torch.zeros((), device=self.device)
+                ident = self._identity_penalty(meta, pred_latent[sub:], z, pred_pos[sub:], fake_pos)
+                d_loss = F.softplus(g_preds).mean() + F.softplus(-r_preds).mean() + r1 + ident
+                self.scaler.scale(d_loss / split).backward()
             d_total += d_loss.item() / split
             r1_total += float(r1.detach()) / split
         self.scaler.unscale_(self.opt_d)
@@ -806,6 +810,7 @@ class Trainer:
         self.ema.update_parameters(self.generator)
         self.ema2.update_parameters(self.generator)
         self.step += 1
+        self.generator.step = self.discriminator.step = self.step      # pi-GAN keeps them on the modules
         return {"d_loss": d_total, "g_loss": g_total, "r1": r1_total, "g_identity": pos_total,
                 "d_grad_norm": float(d_norm), "g_grad_norm": float(g_norm), "alpha": alpha,
                 "img_size": meta["img_size"], "nerf_noise": meta["nerf_noise"]}

@@ -12,7 +12,7 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 TINY = ["--set", "hidden_dim=16", "--set", "map_hidden_dim=16", "--set", "latent_dim=8",
-        "--set", "disc_max_channels=16", "--img-size", "8", "--batch-size", "2", "--num-steps", "6",
+        "--set", "disc_max_channels=16", "--img-size", "8", "--batch-size", "4", "--batch-split", "2", "--num-steps", "6",
         "--num-images", "32", "--no-progress", "--num-samples", "2", "--sample-every", "0", "--no-final",
         "--device", "cpu"]
 
