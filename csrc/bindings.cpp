@@ -4,7 +4,11 @@
 
 #include <ATen/Version.h>
 #include <pybind11/pybind11.h>
+#if __has_include(<torch/headeronly/version.h>)
 #include <torch/headeronly/version.h>
+#else
+#include <torch/version.h>
+#endif
 
 #ifdef PIGAN_WITH_CUDA
 #include "render_cuda.h"
