@@ -40,13 +40,6 @@ def cam2world_from_angles(pitch, yaw, r=1.0):
     return ops.create_cam2world_matrix(ops.normalize_vecs(-origin), origin, device=origin.device)
 
 
-def _draw_noise(shape, std, device, dtype):
-    # pi-GAN's fancy_integration draws its noise even when noise_std == 0; doing the same keeps the
-    # uniforms of the importance sampler (drawn next) identical to pi-GAN's.
-    noise = torch.randn(shape, device=device) * std
-    return noise.to(dtype) if std else None
-
-
 class ImplicitGenerator3d(nn.Module):
     """``siren`` is a siren class (or its name), built as pi-GAN does with output_dim=4, input_dim=3.
 
@@ -143,7 +136,7 @@ class ImplicitGenerator3d(nn.Module):
 
         if hierarchical_sample:
             with torch.no_grad():
-                noise = _draw_noise(z_vals.shape, nerf_noise, z_vals.device, dtype)
+                noise = ops.draw_noise(z_vals, nerf_noise)
                 _, _, weights = ops.composite(coarse.detach(), z_vals, noise, clamp_mode=clamp_mode)
                 weights = weights.reshape(B * R, S) + 1e-5
                 z_flat = z_vals.reshape(B * R, S)
@@ -158,7 +151,7 @@ class ImplicitGenerator3d(nn.Module):
         else:
             outputs, all_z = coarse, z_vals
 
-        noise = _draw_noise(all_z.shape, nerf_noise, all_z.device, dtype)
+        noise = ops.draw_noise(all_z, nerf_noise)
         return ops.composite(outputs, all_z, noise, clamp_mode=clamp_mode, last_back=last_back,
                              white_back=white_back, fill_mode=fill_mode)
 

@@ -310,3 +310,22 @@ def test_composite_backward_cuda_variant_on_cpu(case):
         finally:
             _C._set_composite_recompute(False)
     assert torch.equal(grads[0], grads[1])
+
+
+@pytest.mark.parametrize("backend", ["reference", "native"])
+def test_fancy_integration_draws_noise_like_pigan(backend):
+    # pi-GAN draws randn(sigma.shape) * noise_std in the default dtype on every call, even when
+    # noise_std == 0; the random stream after the call must be the same as pi-GAN's.
+    rs = torch.randn(2, 5, 6, 4, dtype=torch.float64)
+    z = torch.linspace(0.9, 1.1, 6, dtype=torch.float64).expand(2, 5, 6).unsqueeze(-1).contiguous()
+    for std in (0.0, 0.5):
+        torch.manual_seed(3)
+        with ops.use_backend(backend):
+            rgb, depth, w = ops.fancy_integration(rs, z, noise_std=std, clamp_mode="relu")
+        after = torch.rand(4)
+        torch.manual_seed(3)
+        noise = (torch.randn(z.shape) * std).to(torch.float64)
+        expected = ops._composite(rs, z, noise if std else None, clamp_mode="relu")
+        assert torch.equal(torch.rand(4), after)
+        torch.testing.assert_close(rgb, expected[0], rtol=1e-12, atol=1e-12)
+        torch.testing.assert_close(w, expected[2], rtol=1e-12, atol=1e-12)

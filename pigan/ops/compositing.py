@@ -40,11 +40,14 @@ def _check_composite_args(rgb_sigma, z_vals, noise, clamp_mode, fill_mode):
 
 
 def draw_noise(z_vals: torch.Tensor, noise_std: float, device=None):
-    """Density noise N(0, 1) * noise_std per sample, from torch's generator; None when noise_std == 0."""
-    if not noise_std:
-        return None
+    """Density noise N(0, 1) * noise_std per sample, from torch's generator; None when noise_std == 0.
+
+    Drawn as pi-GAN draws it: always (even when noise_std == 0, so the random stream that follows,
+    e.g. the importance sampler's uniforms, stays pi-GAN's) and in torch's default dtype.
+    """
     device = z_vals.device if device is None else torch.device(device)
-    return torch.randn(z_vals.shape, device=device, dtype=z_vals.dtype) * noise_std
+    noise = torch.randn(z_vals.shape, device=device) * noise_std
+    return noise.to(z_vals.dtype) if noise_std else None
 
 
 def _composite(rgb_sigma, z_vals, noise=None, clamp_mode="relu", last_back=False, white_back=False,
