@@ -269,7 +269,7 @@ def test_curricula_and_helpers():
     # The demo curriculum builds its (small) models and runs a generator pass.
     demo = cur.extract_metadata(cur.get_curriculum("demo"), 0)
     g = ImplicitGenerator3d(demo["model"], demo["latent_dim"], **demo)
-    assert g.siren.hidden_dim == 64 and g.siren.mapping_network.network[0].out_features == 64
+    assert g.siren.hidden_dim == demo["hidden_dim"] == 32 and g.siren.mapping_network.network[0].out_features == 64
     pixels, pose = g(torch.randn(2, demo["latent_dim"]), **{**demo, "img_size": 4, "nerf_noise": 1.0})
     assert pixels.shape == (2, 3, 4, 4) and pose.shape == (2, 2)
 
