@@ -93,8 +93,14 @@ def _zacc_tile(x_ptr, w_ptr, b, offs_m, offs_h, N, K, H, sxb, sxn, sxk, swh, swk
     offs_k = tl.arange(0, BLOCK_K)
     m_ok = offs_m < N
     h_ok = offs_h < H
-    x_ptrs = x_ptr + b * sxb + offs_m.to(tl.int64)[:, None] * sxn + offs_k[None, :] * sxk
-    w_ptrs = w_ptr + offs_h[None, :] * swh + offs_k[:, None] * swk          # W^T tile [BK, BN]
+    # int64 offsets: strided views (a transposed x, an expanded dy) can have strides near 2**31.
+    x_ptrs = (x_ptr + b * sxb + offs_m.to(tl.int64)[:, None] * sxn
+              + offs_k.to(tl.int64)[None, :] * sxk)
+    # W offsets stay int32 (int64 ones cost ~200 bytes of spills in the backward on sm_90): the host
+    # passes a weight whose offsets fit (_int32_weight).
+    w_ptrs = w_ptr + offs_h[None, :] * swh + offs_k[:, None] * swk                 # W^T tile [BK, BN]
+    x_step = tl.cast(sxk, tl.int64) * BLOCK_K       # tl.cast: a stride of 1 arrives as a constexpr
+    w_step = swk * BLOCK_K
     acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
     for k0 in range(0, tl.cdiv(K, BLOCK_K)):
         if EVEN_K:
@@ -105,8 +111,8 @@ def _zacc_tile(x_ptr, w_ptr, b, offs_m, offs_h, N, K, H, sxb, sxn, sxk, swh, swk
             a = tl.load(x_ptrs, mask=m_ok[:, None] & k_ok[None, :], other=0.0)
             w = tl.load(w_ptrs, mask=k_ok[:, None] & h_ok[None, :], other=0.0)
         acc = tl.dot(a, w, acc, input_precision=DOT_PRECISION)
-        x_ptrs += BLOCK_K * sxk
-        w_ptrs += BLOCK_K * swk
+        x_ptrs += x_step
+        w_ptrs += w_step
     return acc
 
 
@@ -148,10 +154,13 @@ def _film_fwd_kernel(x_ptr, w_ptr, bias_ptr, freq_ptr, phase_ptr, y_ptr,
                      HAS_BIAS: tl.constexpr, DOT_PRECISION: tl.constexpr, ACCURATE: tl.constexpr,
                      EVEN_K: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
                      BLOCK_K: tl.constexpr):
-    # grid = (cdiv(N, BLOCK_M) * cdiv(H, BLOCK_N), B); H-tiles fastest so neighbours share x rows in L2
-    pid = tl.program_id(0)
-    b = tl.program_id(1).to(tl.int64)
+    # grid = (B * cdiv(N, BLOCK_M) * cdiv(H, BLOCK_N),): B folded into axis 0 (grid axis 1 is capped at
+    # 65535 on CUDA); H-tiles fastest so neighbours share x rows in L2
     num_h = tl.cdiv(H, BLOCK_N)
+    tiles = tl.cdiv(N, BLOCK_M) * num_h
+    pid_all = tl.program_id(0)
+    b = (pid_all // tiles).to(tl.int64)
+    pid = pid_all % tiles
     pid_m = pid // num_h
     pid_h = pid % num_h
     offs_m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
@@ -178,11 +187,14 @@ def _film_bwd_kernel(x_ptr, w_ptr, bias_ptr, freq_ptr, phase_ptr, dy_ptr, dz_ptr
                      CHUNK: tl.constexpr, HAS_BIAS: tl.constexpr, DOT_PRECISION: tl.constexpr,
                      EVEN_K: tl.constexpr, BLOCK_M: tl.constexpr,
                      BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr):
-    # grid = (NUM_CHUNKS * cdiv(H, BLOCK_N), B). Each program walks CHUNK points of sample b in BLOCK_M
-    # tiles, recomputing z, writing dz and ONE row of partial sums: partials are [B, NUM_CHUNKS, H].
-    pid = tl.program_id(0)
-    b = tl.program_id(1).to(tl.int64)
+    # grid = (B * NUM_CHUNKS * cdiv(H, BLOCK_N),) (B folded into axis 0, as in the forward). Each program
+    # walks CHUNK points of sample b in BLOCK_M tiles, recomputing z, writing dz and ONE row of partial
+    # sums: partials are [B, NUM_CHUNKS, H].
     num_h = tl.cdiv(H, BLOCK_N)
+    tiles = NUM_CHUNKS * num_h
+    pid_all = tl.program_id(0)
+    b = (pid_all // tiles).to(tl.int64)
+    pid = pid_all % tiles
     pid_c = pid // num_h
     pid_h = pid % num_h
     offs_h = pid_h * BLOCK_N + tl.arange(0, BLOCK_N)
@@ -203,7 +215,8 @@ def _film_bwd_kernel(x_ptr, w_ptr, bias_ptr, freq_ptr, phase_ptr, dy_ptr, dz_ptr
         fr = tl.load(freq_ptr + b * sfb + offs_h * sfh, mask=h_ok, other=0.0).to(tl.float32)
         ph = tl.load(phase_ptr + b * spb + offs_h * sph, mask=h_ok, other=0.0).to(tl.float32)
         mask = m_ok[:, None] & h_ok[None, :]
-        dy = tl.load(dy_ptr + b * sdyb + offs_m.to(tl.int64)[:, None] * sdyn + offs_h[None, :] * sdyh,
+        dy = tl.load(dy_ptr + b * sdyb + offs_m.to(tl.int64)[:, None] * sdyn
+                     + offs_h.to(tl.int64)[None, :] * sdyh,
                      mask=mask, other=0.0).to(tl.float32)
         g = dy * _cos_poly(z * fr[None, :] + ph[None, :])                 # 0 outside the tile
         sum_gz += tl.sum(g * z, axis=0)
@@ -226,13 +239,41 @@ def _dot_precision(dtype: torch.dtype) -> str:
     return "tf32" if m.allow_tf32 else "ieee"
 
 
-def _launch(kernel, grid, n, k, h, *args, **kwargs):
+def _fixed_config(n, k, h):
+    """The configuration of launches that bypass autotuning (and its pruning), else None."""
     if _interpreting():
-        # The autotuner needs a GPU driver: run the bare (heuristics-wrapped) kernel with a fixed config.
-        return kernel.fn[grid](*args, **kwargs, **INTERPRET_CONFIG)
+        return dict(INTERPRET_CONFIG)
     if n < _SMALL_N:
-        return kernel.fn[grid](*args, **kwargs, **_small_config(n, k, h))
+        return _small_config(n, k, h)
+    return None
+
+
+def _launch(kernel, grid, device, n, k, h, *args, **kwargs):
+    # Triton launches on the current CUDA device: make it the tensors' one (e.g. --device cuda:1).
+    if device.type == "cuda":
+        with torch.cuda.device(device):
+            return _launch_here(kernel, grid, n, k, h, *args, **kwargs)
+    return _launch_here(kernel, grid, n, k, h, *args, **kwargs)
+
+
+def _launch_here(kernel, grid, n, k, h, *args, **kwargs):
+    cfg = _fixed_config(n, k, h)
+    if cfg is not None:
+        # The autotuner needs a GPU driver (interpreter), and small N is latency-bound: run the bare
+        # (heuristics-wrapped) kernel with a fixed config.
+        return kernel.fn[grid](*args, **kwargs, **cfg)
     return kernel[grid](*args, **kwargs)
+
+
+# CUDA's grid axis 0 limit. B is folded into axis 0 (axis 1 would cap it at 65535).
+_MAX_PROGRAMS = 2 ** 31 - 1
+
+
+def _check_grid(B, tiles_per_sample, what):
+    """ValueError when B * tiles_per_sample programs exceed one CUDA grid axis."""
+    if B * tiles_per_sample > _MAX_PROGRAMS:
+        raise ValueError(f"{what}: B = {B} samples of {tiles_per_sample} tiles each exceed the "
+                         f"{_MAX_PROGRAMS} programs of one CUDA grid axis; split the batch")
 
 
 def _chunk(n: int) -> int:
@@ -247,6 +288,13 @@ def _empty(shape, device, dtype):
     return t.fill_(float("nan")) if POISON else t
 
 
+def _int32_weight(weight):
+    """weight itself when every element offset (plus one BLOCK_K step) fits int32, else a contiguous copy."""
+    H, K = weight.shape
+    reach = (H + 256) * abs(weight.stride(0)) + (K + 256) * abs(weight.stride(1))   # masked lanes too
+    return weight if reach < 2 ** 31 else weight.contiguous()
+
+
 def film_fwd(x, weight, bias, freq, phase, out=None):
     """y [B, N, H] = sin(freq * (x W^T + b) + phase); x [B, N, K] in x.dtype == weight.dtype.
     ``out``: a contiguous [B, N, H] buffer to write (tests pass NaN-filled ones)."""
@@ -255,9 +303,11 @@ def film_fwd(x, weight, bias, freq, phase, out=None):
     y = _empty((B, N, H), x.device, x.dtype) if out is None else out
     if B == 0 or N == 0 or H == 0:
         return y
+    weight = _int32_weight(weight)
     bias_arg = bias if bias is not None else weight   # never read when HAS_BIAS is False
-    grid = lambda meta: (triton.cdiv(N, meta["BLOCK_M"]) * triton.cdiv(H, meta["BLOCK_N"]), B)
-    _launch(_film_fwd_kernel, grid, N, K, H, x, weight, bias_arg, freq, phase, y, N, K, H, _n_bucket(N),
+    _check_grid(B, triton.cdiv(N, 16) * triton.cdiv(H, 32), "film_fwd")   # smallest tiles used
+    grid = lambda meta: (B * triton.cdiv(N, meta["BLOCK_M"]) * triton.cdiv(H, meta["BLOCK_N"]),)
+    _launch(_film_fwd_kernel, grid, x.device, N, K, H, x, weight, bias_arg, freq, phase, y, N, K, H, _n_bucket(N),
             x.stride(0), x.stride(1), x.stride(2), weight.stride(0), weight.stride(1),
             freq.stride(0), freq.stride(1), phase.stride(0), phase.stride(1),
             HAS_BIAS=bias is not None, DOT_PRECISION=_dot_precision(x.dtype),
@@ -274,12 +324,20 @@ def film_bwd_epilogue(x, weight, bias, freq, phase, dy, dz_out=None):
         z = torch.zeros((B, H), device=x.device, dtype=torch.float32)
         return dz, z, z.clone()
     chunk = _chunk(N)
+    cfg = _fixed_config(N, K, H)
+    if cfg is not None and chunk % cfg["BLOCK_M"] != 0:
+        # Autotuning prunes such tiles; fixed configurations must satisfy it themselves: a program
+        # would otherwise run into the next chunk's points and count them twice.
+        raise ValueError(f"film_bwd_epilogue: the chunk of {chunk} points per program must be a "
+                         f"multiple of BLOCK_M = {cfg['BLOCK_M']}")
     num_chunks = triton.cdiv(N, chunk)
     pgz = _empty((B, num_chunks, H), x.device, torch.float32)
     pg = _empty((B, num_chunks, H), x.device, torch.float32)
+    weight = _int32_weight(weight)
     bias_arg = bias if bias is not None else weight
-    grid = lambda meta: (num_chunks * triton.cdiv(H, meta["BLOCK_N"]), B)
-    _launch(_film_bwd_kernel, grid, N, K, H, x, weight, bias_arg, freq, phase, dy, dz, pgz, pg,
+    _check_grid(B, num_chunks * triton.cdiv(H, 32), "film_bwd_epilogue")
+    grid = lambda meta: (B * num_chunks * triton.cdiv(H, meta["BLOCK_N"]),)
+    _launch(_film_bwd_kernel, grid, x.device, N, K, H, x, weight, bias_arg, freq, phase, dy, dz, pgz, pg,
             N, K, H, _n_bucket(N), num_chunks,
             x.stride(0), x.stride(1), x.stride(2), weight.stride(0), weight.stride(1),
             freq.stride(0), freq.stride(1), phase.stride(0), phase.stride(1),
