@@ -419,6 +419,20 @@ def test_bad_input_errors(backend):
             film_siren((), w, b, f, p)
 
 
+@pytest.mark.parametrize("backend", ["reference", "native"])
+def test_autocast_mixed_float64_is_a_type_error(backend):
+    """Autocast leaves a float64 weight alone (and then casts nothing): fp32 x with it is a TypeError
+    naming the operands, not a RuntimeError from inside the GEMM."""
+    from pigan.ops import film_siren, use_backend
+    x, w, b, f, p = make_inputs(2, 5, 8, 4)
+    with torch.autocast("cpu", dtype=torch.bfloat16), use_backend(backend):
+        with pytest.raises(TypeError, match="x0 is torch.float32, weight is torch.float64"):
+            film_siren(x, w.double(), b, f, p)
+        with pytest.raises(TypeError, match="bias is torch.float32"):
+            film_siren(x.double(), w.double(), b, f, p)
+        assert film_siren(x.double(), w.double(), b.double(), f, p).dtype == torch.float64
+
+
 # --------------------------------------------------------------------------------------------------
 # GPU (real Triton kernels)
 # --------------------------------------------------------------------------------------------------

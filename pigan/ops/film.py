@@ -15,7 +15,8 @@ pre-activation is recomputed in backward):
   these ops, cuBLAS addmm plus torch elementwise ops (the sine argument formed in fp32).
 Under torch.autocast the fast paths follow the autocast dtype as ``linear`` does (x, weight and bias
 are cast; the result has the autocast dtype); freq and phase are read in fp32. The reference twin
-keeps eager semantics. Outside autocast all tensors must share one dtype.
+keeps eager semantics. Outside autocast all tensors must share one dtype; under it x, weight and bias
+must after that cast (a float64 weight is not cast, and then neither are the others): else TypeError.
 """
 from __future__ import annotations
 
@@ -81,14 +82,34 @@ def film_siren(x, weight, bias, freq, phase):
     if _autocast_dtype(parts[0].device.type) is None:
         check_same_dtype(**{f"x{i}": p for i, p in enumerate(parts)}, weight=weight, bias=bias,
                          freq=freq, phase=phase)
+    else:
+        # The GEMM operands as _cast_for_autocast will leave them (dtype-only: nothing is cast twice):
+        # a float64 weight is not cast, so fp32 x with it would otherwise fail inside the GEMM.
+        cast = _autocast_target(parts[0].device.type, weight)
+        check_same_dtype(**{f"x{i}": _dtype_probe(p, cast) for i, p in enumerate(parts)},
+                         weight=_dtype_probe(weight, cast), bias=_dtype_probe(bias, cast))
     _, impl = _backend.select("film_siren", parts[0].device, _FILM_IMPLS)
     return impl(x, weight, bias, freq, phase)
 
 
+def _autocast_target(device_type: str, weight):
+    """The dtype _cast_for_autocast gives the GEMM operands, or None (no autocast, or a float64 weight,
+    which autocast leaves alone)."""
+    dt = _autocast_dtype(device_type)
+    return None if dt is None or weight.dtype == torch.float64 else dt
+
+
+def _dtype_probe(t, dtype):
+    """An empty stand-in with the dtype t will have after the cast (for check_same_dtype)."""
+    if t is None or dtype is None:
+        return t
+    return t.new_empty(0, dtype=dtype)
+
+
 def _cast_for_autocast(parts, weight, bias):
     """Cast the GEMM operands like autocast casts ``linear``'s (float64 is left alone, as autocast does)."""
-    dt = _autocast_dtype(parts[0].device.type)
-    if dt is None or weight.dtype == torch.float64:
+    dt = _autocast_target(parts[0].device.type, weight)
+    if dt is None:
         return parts, weight, bias
     parts = tuple(p.to(dt) for p in parts)
     return parts, weight.to(dt), (bias.to(dt) if bias is not None else None)
