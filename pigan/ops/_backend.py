@@ -142,7 +142,7 @@ def available_backends() -> dict[str, dict]:
     """Every backend with whether it is available and, when it is not, why.
 
     >>> pigan.ops.available_backends()["native"]
-    {'available': True, 'reason': None, 'cpu': True, 'cuda': False}
+    {'available': True, 'reason': None, 'cpu': True, 'cuda': False, 'cuda_compiled': True}
     """
     out = {}
     for name in ("reference", "native", "triton"):
@@ -151,8 +151,10 @@ def available_backends() -> dict[str, dict]:
         for dev in ("cpu", "cuda"):
             dok, _ = backend_status(name, dev)
             entry[dev] = dok and (dev == "cpu" or torch.cuda.is_available() or name == "native")
-        if name == "native" and ok:
-            entry["cuda"] = native_has_cuda()
+        if name == "native":
+            # "cuda": serves CUDA tensors here; "cuda_compiled": the extension holds CUDA kernels.
+            entry["cuda_compiled"] = ok and native_has_cuda()
+            entry["cuda"] = entry["cuda_compiled"] and torch.cuda.is_available()
         out[name] = entry
     return out
 
