@@ -42,7 +42,7 @@ composite_bwd_kernel(const T* __restrict__ g_rgb, const T* __restrict__ g_depth,
   const int64_t r = int64_t(blockIdx.x) * kThreads + threadIdx.x;
   if (r >= N) return;
   // tbuf is [S, N]: neighbouring threads touch neighbouring words.
-  composite_bwd_ray<T, A, NC, false>(rs + r * S * (C + 1), z + r * S, noise ? noise + r * S : nullptr,
+  composite_bwd_ray<T, A, NC>(rs + r * S * (C + 1), z + r * S, noise ? noise + r * S : nullptr,
                               g_rgb + r * C, g_depth + r, g_w + r * S, S, C, clamp, last_back,
                               white_back, fill, tbuf + r, N, grad + r * S * (C + 1));
 }

@@ -11,7 +11,7 @@
 //   dL/ds_k = d_k e_k T_k (G_k - S_k),   S_k = sum_{i>k} G_i a_i prod_{k<j<i} p_j,
 //   S_{k-1} = G_k a_k + p_k S_k.
 // The suffix recursion never divides by p_k = 1 - a_k + 1e-10, so it is exact at alpha == 1.
-// T_k is recomputed by a forward pass into scratch (S accumulators per ray, 3S with kCache).
+// T_k is recomputed by a forward pass into scratch (S slots per ray).
 #pragma once
 
 #include "common.h"
@@ -27,11 +27,84 @@ struct Chan {
 };
 
 // ---------------------------------------------------------------- pi-GAN quadrature
+// The per-sample exponentials e_i = exp(-d_i act(x_i)) (and act'(x_i)) come from a terms object:
+// RayTerms computes them on demand (CUDA: no per-ray arrays); on the host, block_terms fills
+// buffers for a block of rays first, in loops without the transmittance's serial dependency, which
+// vectorise, and RayTermsCached reads them. Both evaluate the same expressions with the same ray_exp.
 
+template <typename T, typename A>
+struct RayTerms {
+  const T* rs;
+  const T* z;
+  const T* noise;
+  int S, K;
+  int clamp;
+  PIGAN_HD A x(int i) const {
+    A v = A(rs[i * K + K - 1]);
+    if (noise != nullptr) v += A(noise[i]);
+    return v;
+  }
+  PIGAN_HD A delta(int i) const { return i + 1 < S ? A(z[i + 1]) - A(z[i]) : A(1e10); }
+  PIGAN_HD A e(int i) const { return ray_exp(-(delta(i) * activate(x(i), clamp))); }
+  PIGAN_HD A e_ds(int i, A& ds) const {
+    A s;
+    activate_and_grad(x(i), clamp, s, ds);
+    return ray_exp(-(delta(i) * s));
+  }
+};
+
+template <typename A>
+struct RayTermsCached {
+  const A* eb;
+  const A* dsb;
+  const A* db;
+  PIGAN_HD A delta(int i) const { return db[i]; }
+  PIGAN_HD A e(int i) const { return eb[i]; }
+  PIGAN_HD A e_ds(int i, A& ds) const {
+    ds = dsb[i];
+    return eb[i];
+  }
+};
+
+// Host: e and act' (ds, when not null) of n consecutive rays of S samples (rs, z and noise of
+// the rays contiguous), as RayTerms computes them, into arrays of n * S. Loops over all samples
+// of the block without loop-carried dependencies: GCC vectorises the relu path and exp_poly.
+// dbuf: n * S, receives the deltas.
 template <typename T, typename A, int NC>
-PIGAN_HD void composite_fwd_ray(const T* rs, const T* z, const T* noise, int S, int c_rt, int clamp,
-                                bool last_back, bool white_back, int fill, T* rgb, T* depth,
-                                T* weights) {
+inline void block_terms(const T* rs, const T* z, const T* noise, int64_t n, int S, int c_rt,
+                        int clamp, A* e, A* ds, A* dbuf) {
+  const int C = Chan<NC>::count(c_rt);  // a constant stride vectorises the loads of sigma
+  const int K = C + 1;
+  const int64_t m = n * S;
+  if (m <= 0) return;
+  if (noise != nullptr) {
+    for (int64_t i = 0; i < m; ++i) e[i] = A(rs[i * K + C]) + A(noise[i]);
+  } else {
+    for (int64_t i = 0; i < m; ++i) e[i] = A(rs[i * K + C]);
+  }
+  if (clamp == kRelu) {
+    if (ds != nullptr) {
+      for (int64_t i = 0; i < m; ++i) ds[i] = relu_grad(e[i]);
+    }
+    for (int64_t i = 0; i < m; ++i) e[i] = relu(e[i]);
+  } else {
+    for (int64_t i = 0; i < m; ++i) {
+      A s, g;
+      activate_and_grad(e[i], clamp, s, g);
+      if (ds != nullptr) ds[i] = g;
+      e[i] = s;
+    }
+  }
+  for (int64_t i = 0; i + 1 < m; ++i) dbuf[i] = A(z[i + 1]) - A(z[i]);
+  for (int64_t r = 0; r < n; ++r) dbuf[r * S + S - 1] = A(1e10);
+  for (int64_t i = 0; i < m; ++i) e[i] = ray_exp_pre(-(dbuf[i] * e[i]));
+  for (int64_t i = 0; i < m; ++i) e[i] = ray_exp_post(e[i]);
+}
+
+template <typename T, typename A, int NC, typename Terms>
+PIGAN_HD void composite_fwd_ray_terms(const Terms& tm, const T* rs, const T* z, int S, int c_rt,
+                                      bool last_back, bool white_back, int fill, T* rgb, T* depth,
+                                      T* weights) {
   constexpr int CH = Chan<NC>::chunk;
   const int C = Chan<NC>::count(c_rt);
   const int K = C + 1;
@@ -42,12 +115,7 @@ PIGAN_HD void composite_fwd_ray(const T* rs, const T* z, const T* noise, int S, 
     for (int k = 0; k < CH; ++k) acc[k] = A(0);
     A trans = A(1), wsum = A(0), dsum = A(0);
     for (int i = 0; i < S; ++i) {
-      A x = A(rs[i * K + C]);
-      if (noise != nullptr) x += A(noise[i]);
-      const A s = activate(x, clamp);
-      const A zi = A(z[i]);
-      const A d = i + 1 < S ? A(z[i + 1]) - zi : A(1e10);
-      const A alpha = A(1) - p_exp(-(d * s));
+      const A alpha = A(1) - tm.e(i);
       A w = alpha * trans;
       wsum += w;
       if (last_back && i == S - 1) w = w + (A(1) - wsum);
@@ -56,7 +124,7 @@ PIGAN_HD void composite_fwd_ray(const T* rs, const T* z, const T* noise, int S, 
         if (NC > 0 || c0 + k < C) acc[k] += w * A(rs[i * K + c0 + k]);
       }
       if (c0 == 0) {
-        dsum += w * zi;
+        dsum += w * A(z[i]);
         weights[i] = T(w);
       }
       trans = trans * ((A(1) - alpha) + A(1e-10));
@@ -78,34 +146,30 @@ PIGAN_HD void composite_fwd_ray(const T* rs, const T* z, const T* noise, int S, 
   }
 }
 
-// kCache: keep T_i, e_i and act'(x_i) from the first pass in scratch (3 slots per sample: the CPU,
-// where scratch stays in L1) instead of recomputing the exponentials in the reverse pass (CUDA, where
-// scratch is global memory traffic: 1 slot per sample). The arithmetic is the same either way.
-template <typename T, typename A, int NC, bool kCache>
-PIGAN_HD void composite_bwd_ray(const T* rs, const T* z, const T* noise, const T* g_rgb,
-                                const T* g_depth, const T* g_w, int S, int c_rt, int clamp,
-                                bool last_back, bool white_back, int fill, A* tbuf, int64_t tstride,
-                                T* grad_rs) {
+template <typename T, typename A, int NC>
+PIGAN_HD void composite_fwd_ray(const T* rs, const T* z, const T* noise, int S, int c_rt, int clamp,
+                                bool last_back, bool white_back, int fill, T* rgb, T* depth,
+                                T* weights) {
+  const RayTerms<T, A> tm{rs, z, noise, S, Chan<NC>::count(c_rt) + 1, clamp};
+  composite_fwd_ray_terms<T, A, NC>(tm, rs, z, S, c_rt, last_back, white_back, fill, rgb, depth,
+                                    weights);
+}
+
+// tbuf: S slots (stride tstride) for T_i, in L1 on the CPU, global memory on CUDA ([S, N], so
+// neighbouring threads touch neighbouring words).
+template <typename T, typename A, int NC, typename Terms>
+PIGAN_HD void composite_bwd_ray_terms(const Terms& tm, const T* rs, const T* z, const T* g_rgb,
+                                      const T* g_depth, const T* g_w, int S, int c_rt,
+                                      bool last_back, bool white_back, int fill, A* tbuf,
+                                      int64_t tstride, T* grad_rs) {
   const int C = Chan<NC>::count(c_rt);
   const int K = C + 1;
-  A* ebuf = tbuf + int64_t(S) * tstride;   // used when kCache
-  A* dbuf = ebuf + int64_t(S) * tstride;
   A W = A(0);
   {
     A trans = A(1);
     for (int i = 0; i < S; ++i) {
-      A x = A(rs[i * K + C]);
-      if (noise != nullptr) x += A(noise[i]);
-      A s, ds;
-      activate_and_grad(x, clamp, s, ds);
-      const A d = i + 1 < S ? A(z[i + 1]) - A(z[i]) : A(1e10);
-      const A e = p_exp(-(d * s));
-      const A alpha = A(1) - e;
+      const A alpha = A(1) - tm.e(i);
       tbuf[i * tstride] = trans;
-      if (kCache) {
-        ebuf[i * tstride] = e;
-        dbuf[i * tstride] = ds;
-      }
       W += alpha * trans;
       trans = trans * ((A(1) - alpha) + A(1e-10));
     }
@@ -127,19 +191,9 @@ PIGAN_HD void composite_bwd_ray(const T* rs, const T* z, const T* noise, const T
   const A g_last = (last_back && S > 0) ? g_out_weight(S - 1) : A(0);
   A suffix = A(0);
   for (int i = S - 1; i >= 0; --i) {
-    A e, ds;
-    if (kCache) {
-      e = ebuf[i * tstride];
-      ds = dbuf[i * tstride];
-    } else {
-      A x = A(rs[i * K + C]);
-      if (noise != nullptr) x += A(noise[i]);
-      A s;
-      activate_and_grad(x, clamp, s, ds);
-      const A dd = i + 1 < S ? A(z[i + 1]) - A(z[i]) : A(1e10);
-      e = p_exp(-(dd * s));
-    }
-    const A d = i + 1 < S ? A(z[i + 1]) - A(z[i]) : A(1e10);
+    A ds;
+    const A e = tm.e_ds(i, ds);
+    const A d = tm.delta(i);
     const A alpha = A(1) - e;
     const A p = (A(1) - alpha) + A(1e-10);
     const A Ti = tbuf[i * tstride];
@@ -162,6 +216,115 @@ PIGAN_HD void composite_bwd_ray(const T* rs, const T* z, const T* noise, const T
     grad_rs[i * K + C] = T(gs * ds);
     for (int c = 0; c < C; ++c) grad_rs[i * K + c] = keep ? T(w * A(g_rgb[c])) : T(0);
   }
+}
+
+// Host: composite_bwd_ray_terms for a block of n consecutive rays, split into loops. The two
+// recursions (T_i forwards, the suffix backwards) step all rays of the block at once, so that their
+// serial chains overlap; the per-sample arithmetic around them vectorises. Per ray, the same
+// expressions in the same order: bit-identical to composite_bwd_ray_terms.
+// e, ds, d: n * S from block_terms; buf: 3 * n * S + 2 * n scratch.
+template <typename T, typename A, int NC>
+inline void composite_bwd_block_split(const A* e, const A* ds, const A* d, const T* rs, const T* z,
+                                      const T* g_rgb, const T* g_depth, const T* g_w, int64_t n,
+                                      int S, int c_rt, bool last_back, bool white_back, int fill,
+                                      A* buf, T* grad_rs) {
+  const int C = Chan<NC>::count(c_rt);
+  const int64_t K = C + 1;
+  const int64_t m = n * S;
+  if (m <= 0) return;
+  A* tb = buf;         // T_i
+  A* gb = tb + m;      // G_i
+  A* sb = gb + m;      // suffix S_i
+  A* Wb = sb + m;      // W per ray
+  A* carry = Wb + n;   // running T or suffix per ray
+  for (int64_t r = 0; r < n; ++r) {
+    carry[r] = A(1);
+    Wb[r] = A(0);
+  }
+  for (int64_t i = 0; i < S; ++i) {
+    for (int64_t r = 0; r < n; ++r) {
+      const int64_t j = r * S + i;
+      const A alpha = A(1) - e[j];
+      const A trans = carry[r];
+      tb[j] = trans;
+      Wb[r] += alpha * trans;
+      carry[r] = trans * ((A(1) - alpha) + A(1e-10));
+    }
+  }
+  auto keeps = [&](int64_t r) {  // see composite_bwd_ray_terms
+    return fill == kFillNone || (fill == kFillDebug && !(Wb[r] < A(0.9)));
+  };
+  for (int64_t r = 0; r < n; ++r) {
+    const T* gr = g_rgb + r * C;
+    const T* rsr = rs + r * S * K;
+    const T* zr = z + r * S;
+    const T* gwr = g_w + r * S;
+    A* g = gb + r * S;
+    const bool keep = keeps(r);
+    A gsum = A(0);
+    for (int64_t c = 0; c < C; ++c) gsum += A(gr[c]);
+    const A dW_extra = (white_back && keep ? -gsum : A(0)) + (fill == kFillWeight ? gsum : A(0));
+    const A gd = A(g_depth[r]);
+    for (int64_t i = 0; i < S; ++i) g[i] = A(gwr[i]) + gd * A(zr[i]);
+    if (keep) {
+      for (int64_t c = 0; c < C; ++c) {
+        const A gc = A(gr[c]);
+        for (int64_t i = 0; i < S; ++i) g[i] += gc * A(rsr[i * K + c]);
+      }
+    }
+    if (last_back) {
+      const A g_last = g[S - 1];
+      for (int64_t i = 0; i + 1 < S; ++i) g[i] = g[i] - g_last;
+      g[S - 1] = A(0);
+    }
+    for (int64_t i = 0; i < S; ++i) g[i] += dW_extra;
+  }
+  for (int64_t r = 0; r < n; ++r) carry[r] = A(0);
+  for (int64_t i = S - 1; i >= 0; --i) {
+    for (int64_t r = 0; r < n; ++r) {
+      const int64_t j = r * S + i;
+      const A alpha = A(1) - e[j];
+      const A suffix = carry[r];
+      sb[j] = suffix;
+      carry[r] = gb[j] * alpha + ((A(1) - alpha) + A(1e-10)) * suffix;
+    }
+  }
+  for (int64_t r = 0; r < n; ++r) {
+    const int64_t o = r * S;
+    const T* gr = g_rgb + r * C;
+    T* out = grad_rs + o * K;
+    const bool keep = keeps(r);
+    if (keep) {
+      for (int64_t i = 0; i < S; ++i) {
+        const A gs = d[o + i] * e[o + i] * tb[o + i] * (gb[o + i] - sb[o + i]);
+        const A w = (A(1) - e[o + i]) * tb[o + i];
+        for (int64_t c = 0; c < C; ++c) out[i * K + c] = T(w * A(gr[c]));
+        out[i * K + C] = T(gs * ds[o + i]);
+      }
+    } else {
+      for (int64_t i = 0; i < S; ++i) {
+        const A gs = d[o + i] * e[o + i] * tb[o + i] * (gb[o + i] - sb[o + i]);
+        for (int64_t c = 0; c < C; ++c) out[i * K + c] = T(0);
+        out[i * K + C] = T(gs * ds[o + i]);
+      }
+    }
+    if (last_back && keep) {  // w'_{S-1} = w_{S-1} + (1 - W)
+      const int64_t j = o + S - 1;
+      const A w = (A(1) - e[j]) * tb[j] + (A(1) - Wb[r]);
+      for (int64_t c = 0; c < C; ++c) out[(S - 1) * K + c] = T(w * A(gr[c]));
+    }
+  }
+}
+
+// Recomputes the exponentials in both passes (CUDA, and the CPU's test mode for that variant).
+template <typename T, typename A, int NC>
+PIGAN_HD void composite_bwd_ray(const T* rs, const T* z, const T* noise, const T* g_rgb,
+                                const T* g_depth, const T* g_w, int S, int c_rt, int clamp,
+                                bool last_back, bool white_back, int fill, A* tbuf, int64_t tstride,
+                                T* grad_rs) {
+  const RayTerms<T, A> tm{rs, z, noise, S, Chan<NC>::count(c_rt) + 1, clamp};
+  composite_bwd_ray_terms<T, A, NC>(tm, rs, z, g_rgb, g_depth, g_w, S, c_rt, last_back, white_back,
+                                    fill, tbuf, tstride, grad_rs);
 }
 
 // ---------------------------------------------------------------- EG3D midpoint quadrature

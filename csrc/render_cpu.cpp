@@ -33,6 +33,49 @@ at::Tensor back(const at::Tensor& t, at::ScalarType dtype) {
 // Rays per task: compositing costs ~S*C flops per ray, so a few hundred rays amortise a task.
 int64_t grain_for(int64_t per_ray) { return std::max<int64_t>(1, 16384 / std::max<int64_t>(per_ray, 1)); }
 
+// Rays per block of the compositing loops: the per-sample terms of a block (~1000 samples, a few
+// KB per buffer) are computed in long vectorised loops and stay in L1 for the per-ray passes.
+int64_t block_rays(int64_t S) { return std::max<int64_t>(1, 1024 / std::max<int64_t>(S, 1)); }
+
+// The block functions below are compiled for CPUs with AVX2 (8 float lanes instead of SSE2's 4)
+// and for the baseline ISA. Not FMA: without contraction both clones round exactly as the scalar
+// RayTerms path does (the CPU's CUDA-variant mode is bit-identical).
+// flatten: the header code must be inlined into each clone to be compiled for its ISA.
+#if defined(__GNUC__) && defined(__x86_64__) && defined(__linux__) && !defined(__clang__)
+#define PIGAN_CLONES __attribute__((target_clones("avx2", "default"), flatten))
+#elif defined(__GNUC__)
+#define PIGAN_CLONES __attribute__((flatten))
+#else
+#define PIGAN_CLONES
+#endif
+
+// One block of n rays (pointers at its first ray): terms of the block, then the per-ray passes.
+// buf: 2 * n * S (e_i, delta_i).
+template <typename T, int NC>
+PIGAN_CLONES void composite_fwd_block(
+    const T* rs, const T* z, const T* noise, int64_t n, int S, int C, int clamp, bool last_back,
+    bool white_back, int fill, T* buf, T* rgb, T* depth, T* weights) {
+  const int64_t m = n * S;
+  block_terms<T, T, NC>(rs, z, noise, n, S, C, clamp, buf, static_cast<T*>(nullptr), buf + m);
+  for (int64_t r = 0; r < n; ++r) {
+    const RayTermsCached<T> tm{buf + r * S, nullptr, buf + m + r * S};
+    composite_fwd_ray_terms<T, T, NC>(tm, rs + r * S * (C + 1), z + r * S, S, C, last_back,
+                                      white_back, fill, rgb + r * C, depth + r, weights + r * S);
+  }
+}
+
+// buf: 6 * n * S + 2 * n (e_i, act'(x_i), delta_i, then composite_bwd_block_split's scratch).
+template <typename T, int NC>
+PIGAN_CLONES void composite_bwd_block(
+    const T* rs, const T* z, const T* noise, const T* g_rgb, const T* g_depth, const T* g_w,
+    int64_t n, int S, int C, int clamp, bool last_back, bool white_back, int fill, T* buf,
+    T* grad) {
+  const int64_t m = n * S;
+  block_terms<T, T, NC>(rs, z, noise, n, S, C, clamp, buf, buf + m, buf + 2 * m);
+  composite_bwd_block_split<T, T, NC>(buf, buf + m, buf + 2 * m, rs, z, g_rgb, g_depth, g_w, n, S,
+                                      C, last_back, white_back, fill, buf + 3 * m, grad);
+}
+
 std::tuple<at::Tensor, at::Tensor, at::Tensor> composite_fwd_cpu(
     const at::Tensor& rs_in, const at::Tensor& z_in, const c10::optional<at::Tensor>& noise_in,
     int64_t clamp, bool last_back, bool white_back, int64_t fill) {
@@ -53,11 +96,15 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> composite_fwd_cpu(
       scalar_t* prgb = rgb.data_ptr<scalar_t>();
       scalar_t* pd = depth.data_ptr<scalar_t>();
       scalar_t* pw = weights.data_ptr<scalar_t>();
+      const int64_t nb = block_rays(S);
       at::parallel_for(0, N, grain_for(S * (C + 1)), [&](int64_t b, int64_t e) {
-        for (int64_t r = b; r < e; ++r) {
-          composite_fwd_ray<scalar_t, scalar_t, NC>(
-              prs + r * S * (C + 1), pz + r * S, pn ? pn + r * S : nullptr, int(S), int(C),
-              int(clamp), last_back, white_back, int(fill), prgb + r * C, pd + r, pw + r * S);
+        std::vector<scalar_t> buf(2 * nb * S);
+        for (int64_t r0 = b; r0 < e; r0 += nb) {
+          composite_fwd_block<scalar_t, NC>(prs + r0 * S * (C + 1), pz + r0 * S,
+                                            pn ? pn + r0 * S : nullptr, std::min(nb, e - r0),
+                                            int(S), int(C), int(clamp), last_back, white_back,
+                                            int(fill), buf.data(), prgb + r0 * C, pd + r0,
+                                            pw + r0 * S);
         }
       });
     });
@@ -88,19 +135,24 @@ at::Tensor composite_bwd_cpu(const at::Tensor& g_rgb_in, const at::Tensor& g_dep
       const scalar_t* pgw = g_w.data_ptr<scalar_t>();
       scalar_t* pg = grad.data_ptr<scalar_t>();
       const bool recompute = composite_recompute_mode();
+      const int64_t nb = block_rays(S);
       at::parallel_for(0, N, grain_for(S * (C + 1)), [&](int64_t b, int64_t e) {
-        std::vector<scalar_t> tbuf(3 * std::max<int64_t>(S, 1));
-        for (int64_t r = b; r < e; ++r) {
-          auto run = [&](auto cache) {
-            composite_bwd_ray<scalar_t, scalar_t, NC, decltype(cache)::value>(
-                prs + r * S * (C + 1), pz + r * S, pn ? pn + r * S : nullptr, pgr + r * C, pgd + r,
-                pgw + r * S, int(S), int(C), int(clamp), last_back, white_back, int(fill),
-                tbuf.data(), 1, pg + r * S * (C + 1));
-          };
+        std::vector<scalar_t> buf(6 * nb * S + 2 * nb + std::max<int64_t>(S, 1));
+        for (int64_t r0 = b; r0 < e; r0 += nb) {
+          const int64_t n = std::min(nb, e - r0);
           if (recompute) {  // the CUDA kernel's variant
-            run(std::false_type{});
+            for (int64_t r = r0; r < r0 + n; ++r) {
+              composite_bwd_ray<scalar_t, scalar_t, NC>(
+                  prs + r * S * (C + 1), pz + r * S, pn ? pn + r * S : nullptr, pgr + r * C,
+                  pgd + r, pgw + r * S, int(S), int(C), int(clamp), last_back, white_back,
+                  int(fill), buf.data(), 1, pg + r * S * (C + 1));
+            }
           } else {
-            run(std::true_type{});
+            composite_bwd_block<scalar_t, NC>(prs + r0 * S * (C + 1), pz + r0 * S,
+                                              pn ? pn + r0 * S : nullptr, pgr + r0 * C, pgd + r0,
+                                              pgw + r0 * S, n, int(S), int(C), int(clamp),
+                                              last_back, white_back, int(fill), buf.data(),
+                                              pg + r0 * S * (C + 1));
           }
         }
       });
