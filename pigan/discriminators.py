@@ -152,8 +152,23 @@ def _capped(channels, max_channels, kwargs):
 class _Progressive(nn.Module):
     """Shared forward: size-selected start, fade-in after the first block, head."""
 
-    img_size_to_layer: dict
+    _channels: tuple                 # fromRGB / block widths, pi-GAN's
+    _size_to_layer: dict             # image size -> first block
     head_channels = 1
+
+    def __init__(self, max_channels=None, **kwargs):
+        super().__init__()
+        self.epoch = 0
+        self.step = 0
+        c = _capped(self._channels, max_channels, kwargs)
+        self.config = {"max_channels": min(max(c), 400)} if c != tuple(self._channels) else {}
+        self.layers = nn.ModuleList([self._make_block(c[i], c[i + 1]) for i in range(len(c) - 1)])
+        self.fromRGB = nn.ModuleList([AdapterBlock(ch) for ch in c])
+        self.final_layer = nn.Conv2d(c[-1], self.head_channels, 2)
+        self.img_size_to_layer = dict(self._size_to_layer)
+
+    def _make_block(self, inplanes, planes):
+        raise NotImplementedError
 
     def _check_input(self, input):
         if not isinstance(input, torch.Tensor) or input.dim() != 4 or input.shape[1] != 3:
@@ -188,17 +203,10 @@ class ProgressiveDiscriminator(_Progressive):
     _channels = (16, 32, 64, 128, 256, 400, 400, 400, 400)
     head_channels = 1
 
-    def __init__(self, max_channels=None, **kwargs):
-        super().__init__()
-        self.epoch = 0
-        self.step = 0
-        c = _capped(self._channels, max_channels, kwargs)
-        self.config = {"max_channels": min(max(c), 400)} if c != tuple(self._channels) else {}
-        self.layers = nn.ModuleList(
-            [ResidualCoordConvBlock(c[i], c[i + 1], downsample=True) for i in range(len(c) - 1)])
-        self.fromRGB = nn.ModuleList([AdapterBlock(ch) for ch in c])
-        self.final_layer = nn.Conv2d(c[-1], self.head_channels, 2)
-        self.img_size_to_layer = {2: 8, 4: 7, 8: 6, 16: 5, 32: 4, 64: 3, 128: 2, 256: 1, 512: 0}
+    _size_to_layer = {2: 8, 4: 7, 8: 6, 16: 5, 32: 4, 64: 3, 128: 2, 256: 1, 512: 0}
+
+    def _make_block(self, inplanes, planes):
+        return ResidualCoordConvBlock(inplanes, planes, downsample=True)
 
     def forward(self, input, alpha, instance_noise=0, **kwargs):
         return self._trunk(input, alpha, instance_noise)
@@ -219,16 +227,11 @@ class CCSEncoderDiscriminator(_Progressive):
     _block = ResidualCCBlock
     _channels = (32, 64, 128, 256, 400, 400, 400, 400)
 
-    def __init__(self, max_channels=None, **kwargs):
-        super().__init__()
-        self.epoch = 0
-        self.step = 0
-        c = _capped(self._channels, max_channels, kwargs)
-        self.config = {"max_channels": min(max(c), 400)} if c != tuple(self._channels) else {}
-        self.layers = nn.ModuleList([self._block(c[i], c[i + 1]) for i in range(len(c) - 1)])
-        self.fromRGB = nn.ModuleList([AdapterBlock(ch) for ch in c])
-        self.final_layer = nn.Conv2d(c[-1], 1 + LATENT_DIM + 2, 2)
-        self.img_size_to_layer = {2: 7, 4: 6, 8: 5, 16: 4, 32: 3, 64: 2, 128: 1, 256: 0}
+    head_channels = 1 + LATENT_DIM + 2
+    _size_to_layer = {2: 7, 4: 6, 8: 5, 16: 4, 32: 3, 64: 2, 128: 1, 256: 0}
+
+    def _make_block(self, inplanes, planes):
+        return self._block(inplanes, planes)
 
 
 class StridedDiscriminator(CCSEncoderDiscriminator):
