@@ -119,6 +119,21 @@ def _zacc_tile(x_ptr, w_ptr, b, offs_m, offs_h, N, K, H, sxb, sxn, sxk, swh, swk
 
 
 @triton.jit
+def _film_tile(x_ptr, w_ptr, bias_ptr, freq_ptr, phase_ptr, b, offs_m, offs_h, h_ok, N, K, H,
+               sxb, sxn, sxk, swh, swk, sfb, sfh, spb, sph, HAS_BIAS: tl.constexpr,
+               EVEN_K: tl.constexpr, DOT_PRECISION: tl.constexpr, BLOCK_M: tl.constexpr,
+               BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr):
+    """z = x W^T + bias for one [BLOCK_M, BLOCK_N] tile of sample b (fp32), and its FiLM rows."""
+    z = _zacc_tile(x_ptr, w_ptr, b, offs_m, offs_h, N, K, H, sxb, sxn, sxk, swh, swk,
+                   EVEN_K, DOT_PRECISION, BLOCK_M, BLOCK_N, BLOCK_K)
+    if HAS_BIAS:
+        z += tl.load(bias_ptr + offs_h, mask=h_ok, other=0.0).to(tl.float32)[None, :]
+    fr = tl.load(freq_ptr + b * sfb + offs_h * sfh, mask=h_ok, other=0.0).to(tl.float32)
+    ph = tl.load(phase_ptr + b * spb + offs_h * sph, mask=h_ok, other=0.0).to(tl.float32)
+    return z, fr, ph
+
+
+@triton.jit
 def _sin(x, ACCURATE: tl.constexpr):
     if ACCURATE:
         return _libdevice.sin(x)
@@ -174,12 +189,9 @@ def _film_fwd_kernel(x_ptr, w_ptr, bias_ptr, freq_ptr, phase_ptr, y_ptr,
     offs_m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
     offs_h = pid_h * BLOCK_N + tl.arange(0, BLOCK_N)
     h_ok = offs_h < H
-    z = _zacc_tile(x_ptr, w_ptr, b, offs_m, offs_h, N, K, H, sxb, sxn, sxk, swh, swk,
-                   EVEN_K, DOT_PRECISION, BLOCK_M, BLOCK_N, BLOCK_K)
-    if HAS_BIAS:
-        z += tl.load(bias_ptr + offs_h, mask=h_ok, other=0.0).to(tl.float32)[None, :]
-    fr = tl.load(freq_ptr + b * sfb + offs_h * sfh, mask=h_ok, other=0.0).to(tl.float32)
-    ph = tl.load(phase_ptr + b * spb + offs_h * sph, mask=h_ok, other=0.0).to(tl.float32)
+    z, fr, ph = _film_tile(x_ptr, w_ptr, bias_ptr, freq_ptr, phase_ptr, b, offs_m, offs_h, h_ok,
+                           N, K, H, sxb, sxn, sxk, swh, swk, sfb, sfh, spb, sph,
+                           HAS_BIAS, EVEN_K, DOT_PRECISION, BLOCK_M, BLOCK_N, BLOCK_K)
     y = _sin(z * fr[None, :] + ph[None, :], ACCURATE)
     y_ptrs = y_ptr + (b * N + offs_m.to(tl.int64))[:, None] * H + offs_h[None, :]
     tl.store(y_ptrs, y.to(y_ptr.dtype.element_ty), mask=(offs_m < N)[:, None] & h_ok[None, :])
@@ -214,14 +226,11 @@ def _film_bwd_kernel(x_ptr, w_ptr, bias_ptr, freq_ptr, phase_ptr, dy_ptr, dz_ptr
     for t in range(0, n_tiles):
         offs_m = m0 + t * BLOCK_M + tl.arange(0, BLOCK_M)
         m_ok = offs_m < N
-        z = _zacc_tile(x_ptr, w_ptr, b, offs_m, offs_h, N, K, H, sxb, sxn, sxk, swh, swk,
-                       EVEN_K, DOT_PRECISION, BLOCK_M, BLOCK_N, BLOCK_K)
         # FiLM parameters are re-read per tile (L1 hits) rather than held across the GEMM: fewer live
         # registers during the dot.
-        if HAS_BIAS:
-            z += tl.load(bias_ptr + offs_h, mask=h_ok, other=0.0).to(tl.float32)[None, :]
-        fr = tl.load(freq_ptr + b * sfb + offs_h * sfh, mask=h_ok, other=0.0).to(tl.float32)
-        ph = tl.load(phase_ptr + b * spb + offs_h * sph, mask=h_ok, other=0.0).to(tl.float32)
+        z, fr, ph = _film_tile(x_ptr, w_ptr, bias_ptr, freq_ptr, phase_ptr, b, offs_m, offs_h, h_ok,
+                               N, K, H, sxb, sxn, sxk, swh, swk, sfb, sfh, spb, sph,
+                               HAS_BIAS, EVEN_K, DOT_PRECISION, BLOCK_M, BLOCK_N, BLOCK_K)
         mask = m_ok[:, None] & h_ok[None, :]
         dy = tl.load(dy_ptr + b * sdyb + offs_m.to(tl.int64)[:, None] * sdyn
                      + offs_h.to(tl.int64)[None, :] * sdyh,
