@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import ast
 import copy
+import gc
 import json
 import math
 import os
@@ -957,6 +958,7 @@ def run(args, cur, resume_state=None) -> int:
         torch.set_num_threads(args.threads)
     started = _init_distributed(args.device)
     stop = StopFlag().install()
+    ok = False
     try:
         with ops.use_backend(args.backend):
             trainer = Trainer(args, cur, resume_state)
@@ -977,11 +979,26 @@ def run(args, cur, resume_state=None) -> int:
                     print(f"done: {trainer.step} steps in {trainer.elapsed:.1f} s ({reason}); wrote "
                           f"{trainer.out / 'samples.png'}, {trainer.out / 'multiview.png'}, "
                           f"{trainer.out / 'loss.png'}", flush=True)
+        ok = True
         return 0
     finally:
         stop.restore()
+        trainer = None  # drop the DDP wrappers (and their hold on the process group) first
         if started:
-            dist.destroy_process_group()
+            _shutdown_distributed(ok)
+
+
+def _shutdown_distributed(clean: bool):
+    # Tear down together and only after the DDP wrappers are gone: a gloo rank that leaves while its
+    # reducer still holds the group can abort at interpreter exit ("terminate called without an
+    # active exception"), seen once in CI on rank 1 while rank 0 was still writing its images.
+    gc.collect()
+    if clean:
+        try:
+            dist.barrier()
+        except Exception as exc:  # a peer already gone: still release our side
+            print(f"pigan train: warning: barrier before shutdown failed: {exc}", file=sys.stderr)
+    dist.destroy_process_group()
 
 
 def main(argv=None) -> int:

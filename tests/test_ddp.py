@@ -30,6 +30,7 @@ def _worker(rank, world, port, out, cache):
     from pigan import train
     args, cur, _ = train.resolve_config(TINY + ["--out", out, "--max-steps", "2"])
     assert train._init_distributed(args.device)
+    trainer, ok = None, False
     try:
         assert dist.get_backend() == "gloo"
         trainer = train.Trainer(args, cur)
@@ -38,8 +39,10 @@ def _worker(rank, world, port, out, cache):
         torch.save({"generator": trainer.generator.state_dict(), "discriminator": trainer.discriminator.state_dict(),
                     "ema": trainer.ema.state_dict(), "init": init, "step": trainer.step,
                     "batches": trainer.stream._epoch_batches(0, 0)}, Path(out) / f"rank{rank}.pt")
+        ok = True
     finally:
-        dist.destroy_process_group()
+        trainer = None
+        train._shutdown_distributed(ok)
 
 
 def test_two_process_gloo_replicas_identical(tmp_path):
