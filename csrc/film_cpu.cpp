@@ -1,11 +1,16 @@
-// FiLM-SIREN epilogues on CPU tensors (the "native" backend of pigan.ops.film_siren).
+// FiLM-SIREN passes on CPU tensors (the "native" backend of pigan.ops.film_siren and film_siren_stack).
 //
 // The layer is y = sin(freq[b] * z + phase[b]) with z = x W^T + bias.
-//   film_forward(x, weight, bias, freq, phase) -> y   row blocks of addmm, each followed at once by the
-//                                                    sine pass on the block (still in cache)
-//   film_bwd_epilogue_(z, dy, freq, phase)  z <- dz = dy * cos(freq * z + phase) * freq, in place on the
-//                                           recomputed z, and returns per-sample dfreq = sum_n g * z and
-//                                           dphase = sum_n g (g = dy * cos), [B, H] each
+//   film_forward(x, weight, bias, freq, phase) -> y     row blocks of mm, each followed at once by the
+//                                                      bias + sine pass on the block (still in cache)
+//   film_forward_pre(...) -> (y, z)                     the same, keeping the pre-activation z
+//   film_sine_out(out, z, freq, phase)                  out = sin(freq * z + phase)
+//   film_bwd_epilogue_(z, dy, freq, phase, bias)        z <- dz = dy * cos(freq * (z + bias) + phase) * freq
+//                                                      on a recomputed z = x W^T, and returns per-sample
+//                                                      dfreq = sum_n g * (z + bias), dphase = sum_n g
+//                                                      (g = dy * cos), [B, H] each
+//   film_bwd_pre_(dy, z, freq, phase)                   the same from a saved z (bias included), writing
+//                                                      dz over dy
 // z and dy are contiguous [B, N, H]; freq and phase are [B, H] of any float dtype. Float rows use a
 // branch-free sin/cos that GCC vectorises, compiled for AVX-512, AVX2 and baseline x86-64 (target_clones
 // picks one at load time); double uses std::sin/std::cos (it exists for gradcheck). Half and bfloat16
@@ -45,45 +50,76 @@ inline float quadrant_sin(float x, int shift) {
   return (q & 2) ? -v : v;
 }
 
-// Whether some |freq * z + phase| of a row exceeds kMaxFastArg (never in practice): then libm does the
-// row. An OR-reduction (not a max) so that it vectorises without fast-math.
-PIGAN_CLONES bool arg_too_large(const float* __restrict z, const float* __restrict f,
+// Row passes. A row is H values of one point; b is the bias row (zeros when the values already hold it),
+// f and p the point's sample's freq and phase rows. With v = z + b and a = f * v + p:
+//   sine_row:  y = sin(a)                                   (y may alias z)
+//   add_row:   z = v
+//   bwd_row:   g = dy * cos(a); sgz += g * v; sg += g; dz = g * f   (dz may alias z or dy)
+// Float rows use the polynomial sine unless some |a| of the row exceeds kMaxFastArg (never in
+// practice): then libm does the row. The test is an OR-reduction (not a max) so that it vectorises
+// without fast-math.
+PIGAN_CLONES bool arg_too_large(const float* __restrict z, const float* __restrict b, const float* __restrict f,
                                 const float* __restrict p, int64_t H) {
   int bad = 0;
-  for (int64_t h = 0; h < H; ++h) bad |= std::fabs(f[h] * z[h] + p[h]) > kMaxFastArg;
+  for (int64_t h = 0; h < H; ++h) bad |= std::fabs(f[h] * (z[h] + b[h]) + p[h]) > kMaxFastArg;
   return bad != 0;
 }
 
-PIGAN_CLONES void fwd_row(float* __restrict z, const float* __restrict f, const float* __restrict p,
-                          int64_t H) {
-  for (int64_t h = 0; h < H; ++h) z[h] = quadrant_sin(f[h] * z[h] + p[h], 0);
+PIGAN_CLONES void sine_row_fast(float* y, const float* z, const float* __restrict b, const float* __restrict f,
+                                const float* __restrict p, int64_t H) {
+  for (int64_t h = 0; h < H; ++h) y[h] = quadrant_sin(f[h] * (z[h] + b[h]) + p[h], 0);
 }
 
-void fwd_row_exact(float* z, const float* f, const float* p, int64_t H) {
-  for (int64_t h = 0; h < H; ++h) z[h] = std::sin(f[h] * z[h] + p[h]);
+PIGAN_CLONES void add_row(float* __restrict z, const float* __restrict b, int64_t H) {
+  for (int64_t h = 0; h < H; ++h) z[h] += b[h];
 }
 
-PIGAN_CLONES void bwd_row(float* __restrict z, const float* __restrict dy, const float* __restrict f,
-                          const float* __restrict p, float* __restrict sgz, float* __restrict sg,
-                          int64_t H) {
+PIGAN_CLONES void bwd_row_fast(float* dz, const float* z, const float* dy, const float* __restrict b,
+                               const float* __restrict f, const float* __restrict p, float* __restrict sgz,
+                               float* __restrict sg, int64_t H) {
   for (int64_t h = 0; h < H; ++h) {
-    const float zz = z[h];
-    const float g = dy[h] * quadrant_sin(f[h] * zz + p[h], 1);
-    sgz[h] += g * zz;
+    const float v = z[h] + b[h];
+    const float g = dy[h] * quadrant_sin(f[h] * v + p[h], 1);
+    sgz[h] += g * v;
     sg[h] += g;
-    z[h] = g * f[h];
+    dz[h] = g * f[h];
   }
 }
 
-void bwd_row_exact(float* z, const float* dy, const float* f, const float* p, float* sgz, float* sg,
-                   int64_t H) {
+template <typename T>
+void sine_row_libm(T* y, const T* z, const T* b, const T* f, const T* p, int64_t H) {
+  for (int64_t h = 0; h < H; ++h) y[h] = std::sin(f[h] * (z[h] + b[h]) + p[h]);
+}
+
+template <typename T>
+void bwd_row_libm(T* dz, const T* z, const T* dy, const T* b, const T* f, const T* p, T* sgz, T* sg, int64_t H) {
   for (int64_t h = 0; h < H; ++h) {
-    const float zz = z[h];
-    const float g = dy[h] * std::cos(f[h] * zz + p[h]);
-    sgz[h] += g * zz;
+    const T v = z[h] + b[h];
+    const T g = dy[h] * std::cos(f[h] * v + p[h]);
+    sgz[h] += g * v;
     sg[h] += g;
-    z[h] = g * f[h];
+    dz[h] = g * f[h];
   }
+}
+
+void sine_row(float* y, const float* z, const float* b, const float* f, const float* p, int64_t H) {
+  if (arg_too_large(z, b, f, p, H)) sine_row_libm(y, z, b, f, p, H);
+  else sine_row_fast(y, z, b, f, p, H);
+}
+void sine_row(double* y, const double* z, const double* b, const double* f, const double* p, int64_t H) {
+  sine_row_libm(y, z, b, f, p, H);
+}
+void add_row(double* z, const double* b, int64_t H) {
+  for (int64_t h = 0; h < H; ++h) z[h] += b[h];
+}
+void bwd_row(float* dz, const float* z, const float* dy, const float* b, const float* f, const float* p,
+             float* sgz, float* sg, int64_t H) {
+  if (arg_too_large(z, b, f, p, H)) bwd_row_libm(dz, z, dy, b, f, p, sgz, sg, H);
+  else bwd_row_fast(dz, z, dy, b, f, p, sgz, sg, H);
+}
+void bwd_row(double* dz, const double* z, const double* dy, const double* b, const double* f, const double* p,
+             double* sgz, double* sg, int64_t H) {
+  bwd_row_libm(dz, z, dy, b, f, p, sgz, sg, H);
 }
 
 void check_args(const at::Tensor& z, const at::Tensor& freq, const at::Tensor& phase, const char* op) {
@@ -98,54 +134,63 @@ void check_args(const at::Tensor& z, const at::Tensor& freq, const at::Tensor& p
               B, ", ", H, "], got ", phase.sizes());
 }
 
-// sin(freq * z + phase) in place on a block z [rows, H] (contiguous) holding rows r0 .. r0 + rows of
-// the [B * N, H] layer output; freq/phase [B, H] contiguous, float (double for a double block).
-void sin_block(const at::Tensor& z, const at::Tensor& freq, const at::Tensor& phase, int64_t N, int64_t r0) {
-  const int64_t rows = z.size(0), H = z.size(1);
-  if (z.scalar_type() == at::kDouble) {
-    double* zp = z.data_ptr<double>();
-    const double *fp = freq.data_ptr<double>(), *pp = phase.data_ptr<double>();
-    for (int64_t i = 0; i < rows; ++i) {
-      const int64_t b = (r0 + i) / N;
-      for (int64_t h = 0; h < H; ++h) zp[i * H + h] = std::sin(fp[b * H + h] * zp[i * H + h] + pp[b * H + h]);
-    }
-    return;
-  }
-  float* zp = z.data_ptr<float>();
-  const float *fp = freq.data_ptr<float>(), *pp = phase.data_ptr<float>();
+void check_acc_dtype(const at::Tensor& t, const char* op, const char* name) {
+  TORCH_CHECK(t.scalar_type() == at::kFloat || t.scalar_type() == at::kDouble, op, ": ", name,
+              " must be float32 or float64 (widen half/bfloat16 first), got ", t.scalar_type());
+}
+
+// The bias row as a contiguous [H] tensor of dtype dt (zeros without a bias).
+at::Tensor bias_row(const std::optional<at::Tensor>& bias, int64_t H, at::ScalarType dt, const char* op) {
+  if (!bias.has_value() || !bias->defined()) return at::zeros({H}, at::TensorOptions().dtype(dt));
+  TORCH_CHECK(bias->device().is_cpu() && bias->dim() == 1 && bias->size(0) == H, op, ": bias must be a CPU [",
+              H, "] tensor, got ", bias->sizes());
+  return bias->to(dt).contiguous();
+}
+
+// Rows r0 .. r0 + rows of a [B * N, H] layer (N points per sample) given as the block zb [rows, H]:
+// y = sin(freq * (z + b) + phase) into yb (may be zb); with store_pre, zb itself becomes z + b first.
+template <typename T>
+void sine_block(const at::Tensor& yb, const at::Tensor& zb, const at::Tensor& b, const at::Tensor& freq,
+                const at::Tensor& phase, int64_t N, int64_t r0, bool store_pre) {
+  const int64_t rows = zb.size(0), H = zb.size(1);
+  T* y = yb.data_ptr<T>();
+  T* z = zb.data_ptr<T>();
+  const T *bp = b.data_ptr<T>(), *fp = freq.data_ptr<T>(), *pp = phase.data_ptr<T>();
+  std::vector<T> zero;
+  if (store_pre) zero.assign(H, T(0));
   for (int64_t i = 0; i < rows; ++i) {
-    const int64_t b = (r0 + i) / N;
-    float* row = zp + i * H;
-    if (arg_too_large(row, fp + b * H, pp + b * H, H)) fwd_row_exact(row, fp + b * H, pp + b * H, H);
-    else fwd_row(row, fp + b * H, pp + b * H, H);
+    const int64_t s = (r0 + i) / N;
+    if (store_pre) {
+      add_row(z + i * H, bp, H);
+      sine_row(y + i * H, z + i * H, zero.data(), fp + s * H, pp + s * H, H);
+    } else {
+      sine_row(y + i * H, z + i * H, bp, fp + s * H, pp + s * H, H);
+    }
   }
 }
 
-// The whole forward layer, blocked: each task runs the GEMM of kRowBlock rows and applies the sine to
-// that block while it is still in cache (a GEMM inside a parallel task runs on one thread).
-// x [B, N, K], weight [H, K], bias [H] or None (x's dtype), freq/phase [B, H] -> y [B, N, H].
+// The forward layer, blocked: each task runs the GEMM of kRowBlock rows and applies bias, FiLM and sine
+// to that block while it is still in cache (a GEMM inside a parallel task runs on one thread). The
+// bias is added in the row pass, not by addmm: addmm first broadcasts it into the output block, an
+// extra pass over the block. x [B, N, K], weight [H, K], bias [H] or None (x's dtype), freq/phase
+// [B, H] -> y [B, N, H]; with pre (float32/float64 only) the pre-activation x W^T + b is kept there.
 constexpr int64_t kRowBlock = 256;
 
-at::Tensor film_forward(const at::Tensor& x_in, const at::Tensor& weight, const std::optional<at::Tensor>& bias_in,
-                        const at::Tensor& freq_in, const at::Tensor& phase_in) {
-  TORCH_CHECK(x_in.dim() == 3 && weight.dim() == 2 && x_in.size(2) == weight.size(1),
-              "film_forward: x must be [B, N, K] and weight [H, K], got ", x_in.sizes(), " and ", weight.sizes());
-  const bool has_bias = bias_in.has_value() && bias_in->defined();
-  TORCH_CHECK(x_in.scalar_type() == weight.scalar_type() &&
-                  (!has_bias || bias_in->scalar_type() == weight.scalar_type()),
-              "film_forward: x, weight and bias must share one dtype");
+void forward_blocked(const at::Tensor& x_in, const at::Tensor& weight, const std::optional<at::Tensor>& bias_in,
+                     const at::Tensor& freq_in, const at::Tensor& phase_in, const at::Tensor& y,
+                     const at::Tensor& pre) {
   const int64_t B = x_in.size(0), N = x_in.size(1), K = x_in.size(2), H = weight.size(0), M = B * N;
-  auto y = at::empty({B, N, H}, x_in.options().memory_format(at::MemoryFormat::Contiguous));
-  check_args(y, freq_in, phase_in, "film_forward");
-  if (y.numel() == 0) return y;
+  if (y.numel() == 0) return;
   const bool dbl = y.scalar_type() == at::kDouble;
   const auto acc_t = dbl ? at::kDouble : at::kFloat;
   const bool widen = y.scalar_type() != acc_t;                         // half / bfloat16
+  const bool keep = pre.defined();
   const auto x = x_in.reshape({M, K}).contiguous();
   const auto wt = weight.to(acc_t).t();
-  const auto bias = has_bias ? bias_in->to(acc_t) : at::Tensor();
+  const auto bias = bias_row(bias_in, H, acc_t, "film_forward");
   const auto freq = freq_in.to(acc_t).contiguous(), phase = phase_in.to(acc_t).contiguous();
   auto y2 = y.view({M, H});
+  auto pre2 = keep ? pre.view({M, H}) : at::Tensor();
   const int64_t blocks = (M + kRowBlock - 1) / kRowBlock;
   at::parallel_for(0, blocks, 1, [&](int64_t b0, int64_t b1) {
     // Worker threads do not inherit the caller's grad mode: keep these GEMMs below autograd.
@@ -160,80 +205,143 @@ at::Tensor film_forward(const at::Tensor& x_in, const at::Tensor& weight, const 
         zb = zbuf.narrow(0, 0, rows);
         xb = xb.to(acc_t);
       } else {
-        zb = y2.narrow(0, r0, rows);
+        zb = keep ? pre2.narrow(0, r0, rows) : y2.narrow(0, r0, rows);
       }
-      if (has_bias) at::addmm_out(zb, bias, xb, wt);
-      else at::mm_out(zb, xb, wt);
-      sin_block(zb, freq, phase, N, r0);
+      at::mm_out(zb, xb, wt);
+      const auto yb = widen ? zb : y2.narrow(0, r0, rows);
+      if (dbl) sine_block<double>(yb, zb, bias, freq, phase, N, r0, keep);
+      else sine_block<float>(yb, zb, bias, freq, phase, N, r0, keep);
       if (widen) y2.narrow(0, r0, rows).copy_(zb);
     }
   });
+}
+
+void check_forward_args(const at::Tensor& x, const at::Tensor& weight, const std::optional<at::Tensor>& bias,
+                        const char* op) {
+  TORCH_CHECK(x.dim() == 3 && weight.dim() == 2 && x.size(2) == weight.size(1), op,
+              ": x must be [B, N, K] and weight [H, K], got ", x.sizes(), " and ", weight.sizes());
+  const bool has_bias = bias.has_value() && bias->defined();
+  TORCH_CHECK(x.scalar_type() == weight.scalar_type() && (!has_bias || bias->scalar_type() == weight.scalar_type()),
+              op, ": x, weight and bias must share one dtype");
+}
+
+at::Tensor film_forward(const at::Tensor& x, const at::Tensor& weight, const std::optional<at::Tensor>& bias,
+                        const at::Tensor& freq, const at::Tensor& phase) {
+  check_forward_args(x, weight, bias, "film_forward");
+  auto y = at::empty({x.size(0), x.size(1), weight.size(0)}, x.options().memory_format(at::MemoryFormat::Contiguous));
+  check_args(y, freq, phase, "film_forward");
+  forward_blocked(x, weight, bias, freq, phase, y, at::Tensor());
   return y;
 }
 
-std::tuple<at::Tensor, at::Tensor> film_bwd_epilogue_(at::Tensor z, const at::Tensor& dy_in,
-                                                      const at::Tensor& freq_in, const at::Tensor& phase_in) {
-  check_args(z, freq_in, phase_in, "film_bwd_epilogue_");
-  TORCH_CHECK(z.scalar_type() == at::kFloat || z.scalar_type() == at::kDouble,
-              "film_bwd_epilogue_: z must be float32 or float64 (widen half/bfloat16 first), got ",
-              z.scalar_type());
-  TORCH_CHECK(dy_in.sizes() == z.sizes(), "film_bwd_epilogue_: dy must have the shape of z ", z.sizes(),
-              ", got ", dy_in.sizes());
+// film_forward that also returns the pre-activation z = x W^T + b (what a layer stack saves for backward).
+std::tuple<at::Tensor, at::Tensor> film_forward_pre(const at::Tensor& x, const at::Tensor& weight,
+                                                    const std::optional<at::Tensor>& bias, const at::Tensor& freq,
+                                                    const at::Tensor& phase) {
+  check_forward_args(x, weight, bias, "film_forward_pre");
+  check_acc_dtype(x, "film_forward_pre", "x");
+  auto y = at::empty({x.size(0), x.size(1), weight.size(0)}, x.options().memory_format(at::MemoryFormat::Contiguous));
+  check_args(y, freq, phase, "film_forward_pre");
+  auto pre = at::empty_like(y);
+  forward_blocked(x, weight, bias, freq, phase, y, pre);
+  return {y, pre};
+}
+
+// out = sin(freq * pre + phase): a stack's backward rebuilds a layer's input from the previous layer's
+// saved pre-activation with this (one elementwise pass instead of a GEMM).
+at::Tensor film_sine_out(at::Tensor out, const at::Tensor& pre, const at::Tensor& freq_in, const at::Tensor& phase_in) {
+  check_args(pre, freq_in, phase_in, "film_sine_out");
+  check_acc_dtype(pre, "film_sine_out", "pre");
+  TORCH_CHECK(out.sizes() == pre.sizes() && out.is_contiguous() && out.scalar_type() == pre.scalar_type(),
+              "film_sine_out: out must be a contiguous ", pre.sizes(), " tensor of pre's dtype, got ", out.sizes());
+  const int64_t B = pre.size(0), N = pre.size(1), H = pre.size(2), M = B * N;
+  if (pre.numel() == 0) return out;
+  const auto freq = freq_in.to(pre.scalar_type()).contiguous(), phase = phase_in.to(pre.scalar_type()).contiguous();
+  const auto zero = at::zeros({H}, pre.options());
+  const auto pre2 = pre.view({M, H}), out2 = out.view({M, H});
+  at::parallel_for(0, (M + kRowBlock - 1) / kRowBlock, 1, [&](int64_t b0, int64_t b1) {
+    for (int64_t blk = b0; blk < b1; ++blk) {
+      const int64_t r0 = blk * kRowBlock, rows = std::min(M, r0 + kRowBlock) - r0;
+      const auto zb = pre2.narrow(0, r0, rows), yb = out2.narrow(0, r0, rows);
+      if (pre.scalar_type() == at::kDouble) sine_block<double>(yb, zb, zero, freq, phase, N, r0, false);
+      else sine_block<float>(yb, zb, zero, freq, phase, N, r0, false);
+    }
+  });
+  return out;
+}
+
+// The backward row pass over [B, N, H] z (+ bias) and dy, writing dz = dy * cos(a) * freq into dz (z's or
+// dy's storage) and returning per-sample dfreq = sum_n g * (z + b) and dphase = sum_n g, [B, H] each.
+template <typename T>
+std::tuple<at::Tensor, at::Tensor> bwd_pass(const at::Tensor& dz, const at::Tensor& z, const at::Tensor& dy,
+                                            const at::Tensor& bias, const at::Tensor& freq, const at::Tensor& phase) {
   const int64_t B = z.size(0), N = z.size(1), H = z.size(2);
   const int64_t chunks = std::max<int64_t>(1, (N + kChunk - 1) / kChunk);
   // One partial-sum row per (sample, chunk of points): no shared accumulators between tasks.
   auto pgz = at::zeros({B, chunks, H}, z.options());
   auto pg = at::zeros({B, chunks, H}, z.options());
   if (z.numel() == 0) return {pgz.sum(1), pg.sum(1)};
-  const auto dy = dy_in.to(z.scalar_type()).contiguous();
-  const auto freq = freq_in.to(z.scalar_type()).contiguous(), phase = phase_in.to(z.scalar_type()).contiguous();
-  if (z.scalar_type() == at::kDouble) {
-    double* zp = z.data_ptr<double>();
-    const double *dyp = dy.data_ptr<double>(), *fp = freq.data_ptr<double>(), *pp = phase.data_ptr<double>();
-    double *gz = pgz.data_ptr<double>(), *gg = pg.data_ptr<double>();
-    at::parallel_for(0, B * chunks, 1, [&](int64_t t0, int64_t t1) {
-      for (int64_t t = t0; t < t1; ++t) {
-        const int64_t b = t / chunks, n0 = (t % chunks) * kChunk, n1 = std::min(N, n0 + kChunk);
-        for (int64_t n = n0; n < n1; ++n) {
-          const int64_t r = b * N + n;
-          for (int64_t h = 0; h < H; ++h) {
-            const double zz = zp[r * H + h], f = fp[b * H + h];
-            const double g = dyp[r * H + h] * std::cos(f * zz + pp[b * H + h]);
-            gz[t * H + h] += g * zz;
-            gg[t * H + h] += g;
-            zp[r * H + h] = g * f;
-          }
-        }
-      }
-    });
-    return {pgz.sum(1), pg.sum(1)};
-  }
-  float* zp = z.data_ptr<float>();
-  const float *dyp = dy.data_ptr<float>(), *fp = freq.data_ptr<float>(), *pp = phase.data_ptr<float>();
-  float *gz = pgz.data_ptr<float>(), *gg = pg.data_ptr<float>();
+  T* dzp = dz.data_ptr<T>();
+  const T *zp = z.data_ptr<T>(), *dyp = dy.data_ptr<T>(), *bp = bias.data_ptr<T>();
+  const T *fp = freq.data_ptr<T>(), *pp = phase.data_ptr<T>();
+  T *gz = pgz.data_ptr<T>(), *gg = pg.data_ptr<T>();
   at::parallel_for(0, B * chunks, 1, [&](int64_t t0, int64_t t1) {
     for (int64_t t = t0; t < t1; ++t) {
       const int64_t b = t / chunks, n0 = (t % chunks) * kChunk, n1 = std::min(N, n0 + kChunk);
-      const float *f = fp + b * H, *p = pp + b * H;
       for (int64_t n = n0; n < n1; ++n) {
-        float* row = zp + (b * N + n) * H;
-        const float* drow = dyp + (b * N + n) * H;
-        if (arg_too_large(row, f, p, H)) bwd_row_exact(row, drow, f, p, gz + t * H, gg + t * H, H);
-        else bwd_row(row, drow, f, p, gz + t * H, gg + t * H, H);
+        const int64_t r = (b * N + n) * H;
+        bwd_row(dzp + r, zp + r, dyp + r, bp, fp + b * H, pp + b * H, gz + t * H, gg + t * H, H);
       }
     }
   });
   return {pgz.sum(1), pg.sum(1)};
 }
 
+// Layer backward after the recomputed GEMM z = x W^T (bias not yet added: pass it here): z <- dz.
+std::tuple<at::Tensor, at::Tensor> film_bwd_epilogue_(at::Tensor z, const at::Tensor& dy_in,
+                                                      const at::Tensor& freq_in, const at::Tensor& phase_in,
+                                                      const std::optional<at::Tensor>& bias_in) {
+  check_args(z, freq_in, phase_in, "film_bwd_epilogue_");
+  check_acc_dtype(z, "film_bwd_epilogue_", "z");
+  TORCH_CHECK(dy_in.sizes() == z.sizes(), "film_bwd_epilogue_: dy must have the shape of z ", z.sizes(),
+              ", got ", dy_in.sizes());
+  const auto dt = z.scalar_type();
+  const auto dy = dy_in.to(dt).contiguous();
+  const auto freq = freq_in.to(dt).contiguous(), phase = phase_in.to(dt).contiguous();
+  const auto bias = bias_row(bias_in, z.size(2), dt, "film_bwd_epilogue_");
+  if (dt == at::kDouble) return bwd_pass<double>(z, z, dy, bias, freq, phase);
+  return bwd_pass<float>(z, z, dy, bias, freq, phase);
+}
+
+// Layer backward from a saved pre-activation (bias included): dy <- dz in place, pre untouched.
+std::tuple<at::Tensor, at::Tensor> film_bwd_pre_(at::Tensor dy, const at::Tensor& pre, const at::Tensor& freq_in,
+                                                 const at::Tensor& phase_in) {
+  check_args(pre, freq_in, phase_in, "film_bwd_pre_");
+  check_acc_dtype(pre, "film_bwd_pre_", "pre");
+  TORCH_CHECK(dy.sizes() == pre.sizes() && dy.is_contiguous() && dy.scalar_type() == pre.scalar_type(),
+              "film_bwd_pre_: dy must be a contiguous ", pre.sizes(), " tensor of pre's dtype, got ", dy.sizes(),
+              " ", dy.scalar_type());
+  const auto dt = pre.scalar_type();
+  const auto freq = freq_in.to(dt).contiguous(), phase = phase_in.to(dt).contiguous();
+  const auto zero = at::zeros({pre.size(2)}, pre.options());
+  if (dt == at::kDouble) return bwd_pass<double>(dy, pre, dy, zero, freq, phase);
+  return bwd_pass<float>(dy, pre, dy, zero, freq, phase);
+}
+
 }  // namespace
 
 TORCH_LIBRARY_FRAGMENT(pigan, m) {
   m.def("film_forward(Tensor x, Tensor weight, Tensor? bias, Tensor freq, Tensor phase) -> Tensor");
-  m.def("film_bwd_epilogue_(Tensor(a!) z, Tensor dy, Tensor freq, Tensor phase) -> (Tensor, Tensor)");
+  m.def("film_forward_pre(Tensor x, Tensor weight, Tensor? bias, Tensor freq, Tensor phase) -> (Tensor, Tensor)");
+  m.def("film_sine_out(Tensor(a!) out, Tensor pre, Tensor freq, Tensor phase) -> Tensor(a!)");
+  m.def("film_bwd_epilogue_(Tensor(a!) z, Tensor dy, Tensor freq, Tensor phase, Tensor? bias=None) -> (Tensor, Tensor)");
+  m.def("film_bwd_pre_(Tensor(a!) dy, Tensor pre, Tensor freq, Tensor phase) -> (Tensor, Tensor)");
 }
 
 TORCH_LIBRARY_IMPL(pigan, CPU, m) {
   m.impl("film_forward", &film_forward);
+  m.impl("film_forward_pre", &film_forward_pre);
+  m.impl("film_sine_out", &film_sine_out);
   m.impl("film_bwd_epilogue_", &film_bwd_epilogue_);
+  m.impl("film_bwd_pre_", &film_bwd_pre_);
 }

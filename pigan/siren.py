@@ -18,7 +18,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from pigan.ops import film_siren
+from pigan.ops import film_siren, film_siren_stack
 
 __all__ = [
     "FiLMLayer", "CustomMappingNetwork", "UniformBoxWarp", "TALLSIREN", "SPATIALSIRENBASELINE",
@@ -61,6 +61,14 @@ class FiLMLayer(nn.Module):
 
     def forward(self, x, freq, phase_shift):
         return film_siren(x, self.layer.weight, self.layer.bias, freq, phase_shift)
+
+
+def _has_hooks(modules) -> bool:
+    """Whether calling these FiLMLayers (or their Linear) would run a forward hook of any kind."""
+    from torch.nn.modules import module as _m
+    if _m._global_forward_hooks or _m._global_forward_pre_hooks:
+        return True
+    return any(m._forward_hooks or m._forward_pre_hooks for layer in modules for m in layer.modules())
 
 
 class CustomMappingNetwork(nn.Module):
@@ -161,6 +169,19 @@ class TALLSIREN(nn.Module):
                               align_corners=True)                    # [1, C, B*N, 1, 1]
         return feats.reshape(self.feature_grid_channels, B, N).permute(1, 2, 0).to(points.dtype)
 
+    def _trunk(self, x, frequencies, phase_shifts):
+        """The FiLM layers of ``network`` in turn, as one film_siren_stack (whose native CPU backward
+        recomputes one GEMM instead of one per layer), or layer by layer when some layer has hooks."""
+        H = self.hidden_dim
+        freqs = [frequencies[..., i * H:(i + 1) * H] for i in range(len(self.network))]
+        phases = [phase_shifts[..., i * H:(i + 1) * H] for i in range(len(self.network))]
+        if _has_hooks(self.network):
+            for layer, f, p in zip(self.network, freqs, phases):
+                x = layer(x, f, p)
+            return x
+        return film_siren_stack(x, [m.layer.weight for m in self.network], [m.layer.bias for m in self.network],
+                                freqs, phases)
+
     def forward_with_frequencies_phase_shifts(self, input, frequencies, phase_shifts, ray_directions,
                                               **kwargs):
         """input [B, N, input_dim], raw mapping outputs [B, 9H] each, ray_directions [B, N, 3]
@@ -169,9 +190,7 @@ class TALLSIREN(nn.Module):
         frequencies = frequencies * 15 + 30
         x = self._warp(input)
         points = x
-        for index, layer in enumerate(self.network):
-            x = layer(x, frequencies[..., index * H:(index + 1) * H],
-                      phase_shifts[..., index * H:(index + 1) * H])
+        x = self._trunk(x, frequencies, phase_shifts)
         sigma = self.final_layer(x)                                  # [B, N, 1]
         parts = (ray_directions, x)
         if self.feature_grid_channels:

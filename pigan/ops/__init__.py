@@ -5,6 +5,7 @@ from ._backend import BACKENDS, available_backends, current_backend, use_backend
 from .compositing import (_composite, _composite_midpoint, _fancy_integration, composite, composite_midpoint,
                           draw_noise, fancy_integration)
 from .film import _film_siren, film_siren
+from .film_stack import _film_siren_stack, film_siren_stack
 from .rays import (create_cam2world_matrix, get_initial_rays_trig, normalize_vecs, perturb_points,
                    sample_camera_positions, transform_sampled_points)
 from .sampling import _merge_samples, _sample_pdf, draw_uniforms, merge_samples, sample_pdf

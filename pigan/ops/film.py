@@ -129,8 +129,9 @@ def _cpu_ops_available() -> bool:
         if _backend.native_module() is None:
             return False
         try:
-            torch.ops.pigan.film_forward
-            torch.ops.pigan.film_bwd_epilogue_
+            for name in ("film_forward", "film_forward_pre", "film_sine_out", "film_bwd_epilogue_",
+                         "film_bwd_pre_"):
+                getattr(torch.ops.pigan, name)
         except (AttributeError, RuntimeError):
             _cpu_ops_state = False
         else:
@@ -144,14 +145,23 @@ def _register_fakes():
     def film_forward_fake(x, weight, bias, freq, phase):
         return x.new_empty((x.shape[0], x.shape[1], weight.shape[0]))
 
-    def film_bwd_epilogue_fake(z, dy, freq, phase):
+    def film_forward_pre_fake(x, weight, bias, freq, phase):
+        y = film_forward_fake(x, weight, bias, freq, phase)
+        return y, torch.empty_like(y)
+
+    def film_sine_out_fake(out, pre, freq, phase):
+        return out
+
+    def sums_fake(z, dy, freq, phase, bias=None):
         return z.new_empty((z.shape[0], z.shape[2])), z.new_empty((z.shape[0], z.shape[2]))
 
-    try:
-        torch.library.register_fake("pigan::film_forward", film_forward_fake)
-        torch.library.register_fake("pigan::film_bwd_epilogue_", film_bwd_epilogue_fake)
-    except RuntimeError:  # already registered (e.g. module reloaded)
-        pass
+    for name, fn in (("film_forward", film_forward_fake), ("film_forward_pre", film_forward_pre_fake),
+                     ("film_sine_out", film_sine_out_fake), ("film_bwd_epilogue_", sums_fake),
+                     ("film_bwd_pre_", sums_fake)):
+        try:
+            torch.library.register_fake(f"pigan::{name}", fn)
+        except RuntimeError:  # already registered (e.g. module reloaded)
+            pass
 
 
 def _fused_cpu(t: torch.Tensor) -> bool:
@@ -211,8 +221,9 @@ class _NativeFiLMFunction(torch.autograd.Function):
                 acc = torch.float64 if x.dtype == torch.float64 else torch.float32
                 x2, w = x2.to(acc), weight.to(acc)
                 b = bias.to(acc) if bias is not None else None
-                z = (torch.addmm(b, x2, w.t()) if b is not None else x2.mm(w.t())).view(B, N, H)
-                dfreq, dphase = torch.ops.pigan.film_bwd_epilogue_(z, dy, freq, phase)
+                # The bias goes into the epilogue: addmm would first broadcast it over all of z.
+                z = x2.mm(w.t()).view(B, N, H)
+                dfreq, dphase = torch.ops.pigan.film_bwd_epilogue_(z, dy, freq, phase, b)
                 dz = z                                                  # overwritten in place
             else:
                 w = weight
