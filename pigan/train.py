@@ -93,7 +93,8 @@ def _int_keys(d: dict) -> dict:
 def load_curriculum(spec: str) -> dict:
     """A curriculum by name, or from a .json file or a .py file defining ``curriculum`` (a dict)."""
     path = Path(spec).expanduser()
-    if path.suffix in (".json", ".py") or path.exists():
+    # A known name wins over a directory of that name in the working folder (e.g. an output `demo/`).
+    if path.suffix in (".json", ".py") or path.is_file() or (path.exists() and spec.lower() not in curriculum_names()):
         if not path.is_file():
             raise UsageError(f"curriculum file {spec!r} does not exist")
         try:

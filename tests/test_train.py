@@ -206,6 +206,15 @@ def test_overrides_and_curriculum_files(tmp_path):
         train.load_curriculum(str(bad))
 
 
+def test_curriculum_name_wins_over_a_directory_of_that_name(tmp_path, monkeypatch):
+    (tmp_path / "demo").mkdir()                  # e.g. a previous run's --out demo
+    (tmp_path / "other").mkdir()
+    monkeypatch.chdir(tmp_path)
+    assert train.load_curriculum("demo")["hidden_dim"] == train.load_curriculum("DEMO")["hidden_dim"]
+    with pytest.raises(train.UsageError, match="curriculum file 'other' does not exist"):
+        train.load_curriculum("other")
+
+
 def test_scalar_log_and_loss_plot_always_png(tmp_path, monkeypatch):
     from PIL import Image
 
