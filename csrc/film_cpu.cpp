@@ -249,13 +249,13 @@ std::tuple<at::Tensor, at::Tensor> film_forward_pre(const at::Tensor& x, const a
 
 // out = sin(freq * pre + phase): a stack's backward rebuilds a layer's input from the previous layer's
 // saved pre-activation with this (one elementwise pass instead of a GEMM).
-at::Tensor film_sine_out(at::Tensor out, const at::Tensor& pre, const at::Tensor& freq_in, const at::Tensor& phase_in) {
+void film_sine_out(at::Tensor out, const at::Tensor& pre, const at::Tensor& freq_in, const at::Tensor& phase_in) {
   check_args(pre, freq_in, phase_in, "film_sine_out");
   check_acc_dtype(pre, "film_sine_out", "pre");
   TORCH_CHECK(out.sizes() == pre.sizes() && out.is_contiguous() && out.scalar_type() == pre.scalar_type(),
               "film_sine_out: out must be a contiguous ", pre.sizes(), " tensor of pre's dtype, got ", out.sizes());
   const int64_t B = pre.size(0), N = pre.size(1), H = pre.size(2), M = B * N;
-  if (pre.numel() == 0) return out;
+  if (pre.numel() == 0) return;
   const auto freq = freq_in.to(pre.scalar_type()).contiguous(), phase = phase_in.to(pre.scalar_type()).contiguous();
   const auto zero = at::zeros({H}, pre.options());
   const auto pre2 = pre.view({M, H}), out2 = out.view({M, H});
@@ -267,7 +267,6 @@ at::Tensor film_sine_out(at::Tensor out, const at::Tensor& pre, const at::Tensor
       else sine_block<float>(yb, zb, zero, freq, phase, N, r0, false);
     }
   });
-  return out;
 }
 
 // The backward row pass over [B, N, H] z (+ bias) and dy, writing dz = dy * cos(a) * freq into dz (z's or
@@ -333,7 +332,7 @@ std::tuple<at::Tensor, at::Tensor> film_bwd_pre_(at::Tensor dy, const at::Tensor
 TORCH_LIBRARY_FRAGMENT(pigan, m) {
   m.def("film_forward(Tensor x, Tensor weight, Tensor? bias, Tensor freq, Tensor phase) -> Tensor");
   m.def("film_forward_pre(Tensor x, Tensor weight, Tensor? bias, Tensor freq, Tensor phase) -> (Tensor, Tensor)");
-  m.def("film_sine_out(Tensor(a!) out, Tensor pre, Tensor freq, Tensor phase) -> Tensor(a!)");
+  m.def("film_sine_out(Tensor(a!) out, Tensor pre, Tensor freq, Tensor phase) -> ()");
   m.def("film_bwd_epilogue_(Tensor(a!) z, Tensor dy, Tensor freq, Tensor phase, Tensor? bias=None) -> (Tensor, Tensor)");
   m.def("film_bwd_pre_(Tensor(a!) dy, Tensor pre, Tensor freq, Tensor phase) -> (Tensor, Tensor)");
 }

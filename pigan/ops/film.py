@@ -150,7 +150,7 @@ def _register_fakes():
         return y, torch.empty_like(y)
 
     def film_sine_out_fake(out, pre, freq, phase):
-        return out
+        return None
 
     def sums_fake(z, dy, freq, phase, bias=None):
         return z.new_empty((z.shape[0], z.shape[2])), z.new_empty((z.shape[0], z.shape[2]))

@@ -127,7 +127,8 @@ class _NativeFiLMStackFunction(torch.autograd.Function):
             z = pres[i - 1]
             if buf is None or buf.shape != z.shape:
                 buf = torch.empty_like(z)
-            return torch.ops.pigan.film_sine_out(buf, z, freqs[i - 1], phases[i - 1])
+            torch.ops.pigan.film_sine_out(buf, z, freqs[i - 1], phases[i - 1])
+            return buf
 
         # Top layer: its pre-activation is the one recomputed with a GEMM (bias added in the epilogue).
         top = n - 1
