@@ -213,7 +213,7 @@ PIGAN_HD void composite_bwd_ray_terms(const Terms& tm, const T* rs, const T* z, 
     G += dW_extra;
     const A gs = d * e * Ti * (G - suffix);
     suffix = G * alpha + p * suffix;
-    grad_rs[i * K + C] = T(gs * ds);
+    grad_rs[i * K + C] = T(act_chain(gs, ds));
     for (int c = 0; c < C; ++c) grad_rs[i * K + c] = keep ? T(w * A(g_rgb[c])) : T(0);
   }
 }
@@ -299,13 +299,13 @@ inline void composite_bwd_block_split(const A* e, const A* ds, const A* d, const
         const A gs = d[o + i] * e[o + i] * tb[o + i] * (gb[o + i] - sb[o + i]);
         const A w = (A(1) - e[o + i]) * tb[o + i];
         for (int64_t c = 0; c < C; ++c) out[i * K + c] = T(w * A(gr[c]));
-        out[i * K + C] = T(gs * ds[o + i]);
+        out[i * K + C] = T(act_chain(gs, ds[o + i]));
       }
     } else {
       for (int64_t i = 0; i < S; ++i) {
         const A gs = d[o + i] * e[o + i] * tb[o + i] * (gb[o + i] - sb[o + i]);
         for (int64_t c = 0; c < C; ++c) out[i * K + c] = T(0);
-        out[i * K + C] = T(gs * ds[o + i]);
+        out[i * K + C] = T(act_chain(gs, ds[o + i]));
       }
     }
     if (last_back && keep) {  // w'_{S-1} = w_{S-1} + (1 - W)

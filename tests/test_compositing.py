@@ -155,6 +155,26 @@ def test_composite_nan_sigma_propagates_like_reference():
         assert nat[0][0, 1].isnan().all()
 
 
+@pytest.mark.parametrize("clamp", ["relu", "softplus"])
+def test_composite_nan_sigma_gradient_pattern_like_reference(clamp):
+    """Where relu's input is <= 0 torch's backward passes 0 even under a NaN upstream gradient; the
+    native backward must give the same NaN pattern (and values elsewhere)."""
+    rgb_sigma, z = make_inputs(2, 3, 10, 3, torch.float32, seed=11)
+    rgb_sigma[0, 1, 4, -1] = float("nan")
+    rgb_sigma[1, 2, 9, -1] = float("nan")
+    grads = []
+    for backend in ("reference", "native"):
+        x = rgb_sigma.clone().requires_grad_(True)
+        with ops.use_backend(backend):
+            outs = ops.composite(x, z, None, clamp, True)
+        cots = [torch.randn(t.shape, generator=torch.Generator().manual_seed(i)) for i, t in enumerate(outs)]
+        torch.autograd.backward(list(outs), cots)
+        grads.append(x.grad)
+    assert torch.equal(grads[0].isnan(), grads[1].isnan())
+    assert grads[0].isnan().any() and (~grads[0].isnan()).any()
+    assert_close(grads[1], grads[0], rtol=2e-5, atol=2e-5)
+
+
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
 def test_composite_half_dtypes_on_cpu(dtype):
     rgb_sigma, z = make_inputs(2, 5, 24, 3, dtype, seed=13)
