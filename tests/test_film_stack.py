@@ -222,3 +222,15 @@ def test_native_stack_under_torch_compile():
     torch.compile(step, backend="aot_eager")(*compiled_args).backward()
     for a, b in zip(leaves_of(*eager_args)[1:], leaves_of(*compiled_args)[1:]):
         torch.testing.assert_close(b.grad, a.grad, rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("B,N", [(2, 0), (0, 5)])
+def test_native_stack_empty_batches(B, N):
+    x, ws, bs, fs, ps = make_stack(B, N, [3, 8, 8])
+    x.requires_grad_()
+    ws = [w.requires_grad_() for w in ws]
+    with ops.use_backend("native"):
+        y = ops.film_siren_stack(x, ws, bs, fs, ps)
+    y.sum().backward()
+    assert y.shape == (B, N, 8) and x.grad.shape == x.shape
+    assert all(torch.equal(w.grad, torch.zeros_like(w)) for w in ws)

@@ -133,7 +133,7 @@ class _NativeFiLMStackFunction(torch.autograd.Function):
         # Top layer: its pre-activation is the one recomputed with a GEMM (bias added in the epilogue).
         top = n - 1
         xi = layer_input(top, None)
-        g = xi.reshape(M, -1).mm(weights[top].t()).view(B, N, -1)       # becomes dz in place
+        g = xi.reshape(M, xi.shape[-1]).mm(weights[top].t()).view(B, N, weights[top].shape[0])  # -> dz
         sums = torch.ops.pigan.film_bwd_epilogue_(g, dy, freqs[top], phases[top], biases[top])
         dx = None
         for i in range(top, -1, -1):
@@ -142,7 +142,7 @@ class _NativeFiLMStackFunction(torch.autograd.Function):
                 sums = torch.ops.pigan.film_bwd_pre_(g, pres[i], freqs[i], phases[i])
                 xi = layer_input(i, spare)
             dfreq[i], dphase[i] = sums
-            g2, x2 = g.view(M, -1), xi.reshape(M, -1)
+            g2, x2 = g.view(M, g.shape[-1]), xi.reshape(M, xi.shape[-1])   # explicit: M may be 0
             if need[2 + i]:
                 dw[i] = g2.t().mm(x2)
             if biases[i] is not None and need[2 + n + i]:
