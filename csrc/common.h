@@ -87,15 +87,15 @@ PIGAN_HD A relu(A x) { return x < A(0) ? A(0) : x; }
 template <typename A>
 PIGAN_HD A relu_grad(A x) { return x <= A(0) ? A(0) : A(1); }
 
-// Chain rule through the density activation, g * act'(x), with torch's NaN behaviour: relu's backward
-// selects (an upstream NaN becomes 0 where the input is <= 0), so a zero derivative gives 0, not
-// 0 * g. (softplus multiplies in torch; its derivative is exactly 0 only below about -87 in fp32.)
+// Chain rule through the density activation, g * act'(x), with torch's NaN behaviour. relu's backward
+// selects (an upstream NaN becomes 0 where the input is <= 0); softplus's multiplies (NaN * 0 stays
+// NaN where its derivative underflows to 0). Only a NaN product needs the select: a branch that is
+// (almost) never taken costs nothing, where a select on ds (random relu signs) cost a mispredicted
+// branch per sample.
 template <typename A>
-PIGAN_HD A act_chain(A g, A ds) {
+PIGAN_HD A act_chain(A g, A ds, bool relu) {
   A v = g * ds;
-  // Only a NaN product needs the select: a branch that is (almost) never taken costs nothing, where a
-  // select on ds (random relu signs) cost a mispredicted branch per sample.
-  if (v != v && ds == A(0)) v = A(0);
+  if (relu && v != v && ds == A(0)) v = A(0);
   return v;
 }
 

@@ -51,6 +51,7 @@ struct RayTerms {
     activate_and_grad(x(i), clamp, s, ds);
     return ray_exp(-(delta(i) * s));
   }
+  PIGAN_HD bool relu() const { return clamp == kRelu; }
 };
 
 template <typename A>
@@ -64,6 +65,8 @@ struct RayTermsCached {
     ds = dsb[i];
     return eb[i];
   }
+  bool is_relu = false;
+  PIGAN_HD bool relu() const { return is_relu; }
 };
 
 // Host: e and act' (ds, when not null) of n consecutive rays of S samples (rs, z and noise of
@@ -213,7 +216,7 @@ PIGAN_HD void composite_bwd_ray_terms(const Terms& tm, const T* rs, const T* z, 
     G += dW_extra;
     const A gs = d * e * Ti * (G - suffix);
     suffix = G * alpha + p * suffix;
-    grad_rs[i * K + C] = T(act_chain(gs, ds));
+    grad_rs[i * K + C] = T(act_chain(gs, ds, tm.relu()));
     for (int c = 0; c < C; ++c) grad_rs[i * K + c] = keep ? T(w * A(g_rgb[c])) : T(0);
   }
 }
@@ -227,7 +230,7 @@ template <typename T, typename A, int NC>
 inline void composite_bwd_block_split(const A* e, const A* ds, const A* d, const T* rs, const T* z,
                                       const T* g_rgb, const T* g_depth, const T* g_w, int64_t n,
                                       int S, int c_rt, bool last_back, bool white_back, int fill,
-                                      A* buf, T* grad_rs) {
+                                      bool relu, A* buf, T* grad_rs) {
   const int C = Chan<NC>::count(c_rt);
   const int64_t K = C + 1;
   const int64_t m = n * S;
@@ -299,13 +302,13 @@ inline void composite_bwd_block_split(const A* e, const A* ds, const A* d, const
         const A gs = d[o + i] * e[o + i] * tb[o + i] * (gb[o + i] - sb[o + i]);
         const A w = (A(1) - e[o + i]) * tb[o + i];
         for (int64_t c = 0; c < C; ++c) out[i * K + c] = T(w * A(gr[c]));
-        out[i * K + C] = T(act_chain(gs, ds[o + i]));
+        out[i * K + C] = T(act_chain(gs, ds[o + i], relu));
       }
     } else {
       for (int64_t i = 0; i < S; ++i) {
         const A gs = d[o + i] * e[o + i] * tb[o + i] * (gb[o + i] - sb[o + i]);
         for (int64_t c = 0; c < C; ++c) out[i * K + c] = T(0);
-        out[i * K + C] = T(act_chain(gs, ds[o + i]));
+        out[i * K + C] = T(act_chain(gs, ds[o + i], relu));
       }
     }
     if (last_back && keep) {  // w'_{S-1} = w_{S-1} + (1 - W)

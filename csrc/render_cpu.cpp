@@ -73,7 +73,7 @@ PIGAN_CLONES void composite_bwd_block(
   const int64_t m = n * S;
   block_terms<T, T, NC>(rs, z, noise, n, S, C, clamp, buf, buf + m, buf + 2 * m);
   composite_bwd_block_split<T, T, NC>(buf, buf + m, buf + 2 * m, rs, z, g_rgb, g_depth, g_w, n, S,
-                                      C, last_back, white_back, fill, buf + 3 * m, grad);
+                                      C, last_back, white_back, fill, clamp == kRelu, buf + 3 * m, grad);
 }
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor> composite_fwd_cpu(

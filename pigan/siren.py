@@ -63,12 +63,21 @@ class FiLMLayer(nn.Module):
         return film_siren(x, self.layer.weight, self.layer.bias, freq, phase_shift)
 
 
-def _has_hooks(modules) -> bool:
-    """Whether calling these FiLMLayers (or their Linear) would run a forward hook of any kind."""
+def _needs_layer_calls(layers) -> bool:
+    """Whether the trunk must call these FiLMLayers one by one instead of running them as one
+    film_siren_stack: some module hook (forward or backward, on a layer, its Linear, or global) would
+    otherwise not run, or a layer (or its Linear) is a subclass whose forward may differ."""
     from torch.nn.modules import module as _m
-    if _m._global_forward_hooks or _m._global_forward_pre_hooks:
+    if (_m._global_forward_hooks or _m._global_forward_pre_hooks or _m._global_backward_hooks
+            or _m._global_backward_pre_hooks):
         return True
-    return any(m._forward_hooks or m._forward_pre_hooks for layer in modules for m in layer.modules())
+    for layer in layers:
+        if type(layer) is not FiLMLayer or type(layer.layer) is not nn.Linear:
+            return True
+        for m in (layer, layer.layer):
+            if m._forward_hooks or m._forward_pre_hooks or m._backward_hooks or m._backward_pre_hooks:
+                return True
+    return False
 
 
 class CustomMappingNetwork(nn.Module):
@@ -171,11 +180,12 @@ class TALLSIREN(nn.Module):
 
     def _trunk(self, x, frequencies, phase_shifts):
         """The FiLM layers of ``network`` in turn, as one film_siren_stack (whose native CPU backward
-        recomputes one GEMM instead of one per layer), or layer by layer when some layer has hooks."""
+        recomputes one GEMM instead of one per layer), or layer by layer when some layer has hooks or
+        is a subclass (see _needs_layer_calls)."""
         H = self.hidden_dim
         freqs = [frequencies[..., i * H:(i + 1) * H] for i in range(len(self.network))]
         phases = [phase_shifts[..., i * H:(i + 1) * H] for i in range(len(self.network))]
-        if _has_hooks(self.network):
+        if _needs_layer_calls(self.network):
             for layer, f, p in zip(self.network, freqs, phases):
                 x = layer(x, f, p)
             return x

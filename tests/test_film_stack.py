@@ -234,3 +234,45 @@ def test_native_stack_empty_batches(B, N):
     y.sum().backward()
     assert y.shape == (B, N, 8) and x.grad.shape == x.shape
     assert all(torch.equal(w.grad, torch.zeros_like(w)) for w in ws)
+
+
+def test_stack_keeps_nothing_without_grad(monkeypatch):
+    """Under no_grad (or with no input requiring grad) the native stack runs the per-layer forward, which
+    keeps nothing, instead of its autograd Function, which keeps every pre-activation."""
+    from pigan.ops import film_stack
+
+    def refuse(*a):
+        raise AssertionError("the stack's autograd Function ran without a backward to serve")
+    args = make_stack(2, 33, [3, 16, 16, 16])
+    with ops.use_backend("native"):
+        expected = ops.film_siren_stack(*args)                      # nothing requires grad
+        monkeypatch.setattr(film_stack._NativeFiLMStackFunction, "apply", refuse)
+        assert torch.equal(ops.film_siren_stack(*args), expected)
+        with torch.no_grad():
+            ws = [w.requires_grad_() for w in args[1]]
+            assert torch.equal(ops.film_siren_stack(args[0], ws, *args[2:]), expected)
+
+
+def test_siren_backward_hooks_and_layer_subclasses_are_honoured():
+    from pigan.siren import SPATIALSIRENBASELINE, FiLMLayer
+    torch.manual_seed(0)
+    siren = SPATIALSIRENBASELINE(3, 16, hidden_dim=32, map_hidden_dim=32)
+    pts, dirs, z = torch.rand(2, 13, 3) - 0.5, torch.randn(2, 13, 3), torch.randn(2, 16)
+    calls = []
+    handles = [siren.network[1].register_full_backward_hook(lambda m, gi, go: calls.append("hook")),
+               siren.network[2].register_full_backward_pre_hook(lambda m, go: calls.append("pre"))]
+    with ops.use_backend("native"):
+        siren(pts, z, dirs).sum().backward()
+    for h in handles:
+        h.remove()
+    assert sorted(calls) == ["hook", "pre"]
+
+    class Doubled(FiLMLayer):                                       # a wrapper with its own forward
+        def forward(self, x, freq, phase_shift):
+            return 2 * super().forward(x, freq, phase_shift)
+    with ops.use_backend("native"):
+        plain = siren(pts, z, dirs)
+        layer = Doubled(32, 32)
+        layer.load_state_dict(siren.network[4].state_dict())
+        siren.network[4] = layer
+        assert not torch.allclose(siren(pts, z, dirs), plain)

@@ -83,8 +83,12 @@ def _film_stack_layers(x, weights, biases, freqs, phases):
 
 
 def _film_stack_native(x, weights, biases, freqs, phases):
-    if (x.device.type == "cpu" and x.dtype in (torch.float32, torch.float64) and _cpu_ops_available()
-            and _autocast_dtype("cpu") is None):
+    # Without a backward to serve, the per-layer forward keeps nothing; the stack would keep every
+    # pre-activation.
+    wants_grad = torch.is_grad_enabled() and any(
+        t is not None and t.requires_grad for t in (x, *weights, *biases, *freqs, *phases))
+    if (wants_grad and x.device.type == "cpu" and x.dtype in (torch.float32, torch.float64)
+            and _cpu_ops_available() and _autocast_dtype("cpu") is None):
         n = len(weights)
         return _NativeFiLMStackFunction.apply(x, n, *weights, *biases, *freqs, *phases)
     return _film_stack_layers(x, weights, biases, freqs, phases)
