@@ -135,9 +135,10 @@ DEMO = {
     # Sized to train in under 10 minutes on 2 CPU cores (8+8 samples per ray, width 32).
     # TALLSIREN (pi-GAN's CARLA model) rather than SPATIALSIRENBASELINE: without the latter's 1/0.24
     # point warp the first layer's sine arguments are 8x smaller at init, so the initial density field
-    # is a few smooth blobs instead of per-pixel static. With SPATIALSIRENBASELINE, four recipes (R1 1
-    # to 10, lower discriminator rates) all collapsed to a flat colour within the 600 steps; with
-    # TALLSIREN, R1 1 and twice the generator rate, lit shapes on white emerge by step 300.
+    # is a few smooth blobs instead of per-pixel static. With SPATIALSIRENBASELINE, three recipes (R1
+    # 0.2, 1 and 10, two with lower discriminator rates) all collapsed to a flat colour within the 600
+    # steps; with TALLSIREN, R1 1 and twice the generator rate, lit shapes on white emerge by step 300
+    # (TALLSIREN with higher rates for both networks collapsed; width 48 was no better and slower).
     0: {"batch_size": 16, "num_steps": 8, "img_size": 16, "batch_split": 1, "gen_lr": 2e-4,
         "disc_lr": 4e-4},
     300: {"batch_size": 8, "num_steps": 8, "img_size": 32, "batch_split": 1, "gen_lr": 1e-4,
