@@ -74,11 +74,11 @@ def _extensions():
     return [ext], cpp_extension.BuildExtension.with_options(use_ninja=True)
 
 
-ext_modules, build_ext = _extensions()
-
-setup(
-    packages=["pigan", "pigan.ops", "pigan.kernels"],
-    package_dir={"pigan": "pigan", "pigan.kernels": "kernels"},
-    ext_modules=ext_modules,
-    cmdclass={"build_ext": build_ext},
-)
+if __name__ == "__main__":  # pip (setuptools' build backend) runs this file as __main__; tests import it
+    ext_modules, build_ext = _extensions()
+    setup(
+        packages=["pigan", "pigan.ops", "pigan.kernels"],
+        package_dir={"pigan": "pigan", "pigan.kernels": "kernels"},
+        ext_modules=ext_modules,
+        cmdclass={"build_ext": build_ext},
+    )

@@ -21,7 +21,6 @@
 #include <torch/library.h>
 
 #include <cmath>
-#include <vector>
 
 namespace {
 
@@ -148,7 +147,8 @@ at::Tensor bias_row(const std::optional<at::Tensor>& bias, int64_t H, at::Scalar
 }
 
 // Rows r0 .. r0 + rows of a [B * N, H] layer (N points per sample) given as the block zb [rows, H]:
-// y = sin(freq * (z + b) + phase) into yb (may be zb); with store_pre, zb itself becomes z + b first.
+// y = sin(freq * (z + b) + phase) into yb (may be zb); with store_pre (yb is then not zb), zb itself
+// becomes z + b afterwards.
 template <typename T>
 void sine_block(const at::Tensor& yb, const at::Tensor& zb, const at::Tensor& b, const at::Tensor& freq,
                 const at::Tensor& phase, int64_t N, int64_t r0, bool store_pre) {
@@ -156,16 +156,10 @@ void sine_block(const at::Tensor& yb, const at::Tensor& zb, const at::Tensor& b,
   T* y = yb.data_ptr<T>();
   T* z = zb.data_ptr<T>();
   const T *bp = b.data_ptr<T>(), *fp = freq.data_ptr<T>(), *pp = phase.data_ptr<T>();
-  std::vector<T> zero;
-  if (store_pre) zero.assign(H, T(0));
   for (int64_t i = 0; i < rows; ++i) {
     const int64_t s = (r0 + i) / N;
-    if (store_pre) {
-      add_row(z + i * H, bp, H);
-      sine_row(y + i * H, z + i * H, zero.data(), fp + s * H, pp + s * H, H);
-    } else {
-      sine_row(y + i * H, z + i * H, bp, fp + s * H, pp + s * H, H);
-    }
+    sine_row(y + i * H, z + i * H, bp, fp + s * H, pp + s * H, H);
+    if (store_pre) add_row(z + i * H, bp, H);
   }
 }
 

@@ -1,7 +1,7 @@
 """pigan._C is built, registers its ops, and carries the CUDA kernels whenever it could."""
-import glob
 import os
-import shutil
+import runpy
+from pathlib import Path
 
 import torch
 
@@ -12,17 +12,9 @@ OPS = ("composite_fwd", "composite_bwd", "midpoint_fwd", "midpoint_bwd", "sample
 
 
 def _cuda_toolkit():
-    """The toolkit setup.py would find (same search: CUDA_HOME, CUDA_PATH, /usr/local/cuda, nvcc)."""
-    for cand in (os.environ.get("CUDA_HOME"), os.environ.get("CUDA_PATH"), "/usr/local/cuda"):
-        if cand and os.path.exists(os.path.join(cand, "bin", "nvcc")):
-            return cand
-    nvcc = shutil.which("nvcc")
-    if nvcc:
-        home = os.path.dirname(os.path.dirname(os.path.realpath(nvcc)))
-        if glob.glob(os.path.join(home, "lib*", "libcudart*")) or glob.glob(
-                os.path.join(home, "targets", "*", "lib", "libcudart*")):
-            return home
-    return None
+    """The toolkit setup.py finds: its own search, loaded without running the build."""
+    setup_py = Path(__file__).resolve().parents[1] / "setup.py"
+    return runpy.run_path(str(setup_py), run_name="pigan_setup_probe")["_find_cuda_home"]()
 
 
 def test_native_backend_available():

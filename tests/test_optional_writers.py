@@ -11,13 +11,17 @@ from pigan.generators import ImplicitGenerator3d
 from pigan.logging_utils import ScalarLogger, plot_loss_csv
 
 
+def _write_log(folder, steps, tensorboard):
+    log = ScalarLogger(folder, tensorboard=tensorboard)
+    for step in range(1, steps + 1):
+        log.log(step, d_loss=1.0 / step, g_loss=float(step))
+    log.close()
+
+
 def test_tensorboard_event_files_hold_the_scalars(tmp_path):
     pytest.importorskip("tensorboard")
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-    log = ScalarLogger(tmp_path, tensorboard=True)
-    for step in range(1, 5):
-        log.log(step, d_loss=1.0 / step, g_loss=float(step))
-    log.close()
+    _write_log(tmp_path, 4, tensorboard=True)
     acc = EventAccumulator(str(tmp_path / "tb"))
     acc.Reload()
     assert {"d_loss", "g_loss"} <= set(acc.Tags()["scalars"])
@@ -27,10 +31,7 @@ def test_tensorboard_event_files_hold_the_scalars(tmp_path):
 def test_matplotlib_loss_plot(tmp_path):
     pytest.importorskip("matplotlib")
     from PIL import Image
-    log = ScalarLogger(tmp_path, tensorboard=False)
-    for step in range(1, 6):
-        log.log(step, d_loss=1.0 / step, g_loss=float(step))
-    log.close()
+    _write_log(tmp_path, 5, tensorboard=False)
     png = plot_loss_csv(tmp_path / "log.csv", tmp_path / "loss.png")
     im = Image.open(png)
     assert im.format == "PNG" and min(im.size) >= 200

@@ -58,11 +58,15 @@ def _check_stack_args(x, weights, biases, freqs, phases):
     return tensors
 
 
+def _loop(layer, x, weights, biases, freqs, phases):
+    for w, b, f, p in zip(weights, biases, freqs, phases):
+        x = layer(x, w, b, f, p)
+    return x
+
+
 def _film_siren_stack(x, weights: Sequence, biases: Sequence, freqs: Sequence, phases: Sequence):
     """Reference twin: pi-GAN's loop of FiLM layers in eager PyTorch."""
-    for w, b, f, p in zip(weights, biases, freqs, phases):
-        x = _film_siren(x, w, b, f, p)
-    return x
+    return _loop(_film_siren, x, weights, biases, freqs, phases)
 
 
 def film_siren_stack(x, weights: Sequence, biases: Sequence, freqs: Sequence, phases: Sequence):
@@ -77,9 +81,7 @@ def film_siren_stack(x, weights: Sequence, biases: Sequence, freqs: Sequence, ph
 
 
 def _film_stack_layers(x, weights, biases, freqs, phases):
-    for w, b, f, p in zip(weights, biases, freqs, phases):
-        x = film_siren(x, w, b, f, p)
-    return x
+    return _loop(film_siren, x, weights, biases, freqs, phases)
 
 
 def _film_stack_native(x, weights, biases, freqs, phases):
