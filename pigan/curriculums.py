@@ -1,4 +1,4 @@
-"""Training curricula in pi-GAN's format (PIGAN.md section 6).
+"""Training curricula in pi-GAN's format.
 
 A curriculum is a dict: integer keys are the training steps at which a stage starts (each a dict of
 batch_size, num_steps, img_size, batch_split, gen_lr, disc_lr); an empty stage marks the end of
@@ -13,11 +13,12 @@ dataset.
 from __future__ import annotations
 
 import copy
+import json
 import math
 
 __all__ = ["CelebA", "CARLA", "CATS", "DEMO", "CURRICULA", "get_curriculum", "extract_metadata",
            "next_upsample_step", "last_upsample_step", "get_current_step", "stage_steps",
-           "final_step"]
+           "training_stages", "final_step", "stage_metadata", "int_keys", "to_json", "from_json"]
 
 CelebA = {
     0: {"batch_size": 28 * 2, "num_steps": 12, "img_size": 64, "batch_split": 2, "gen_lr": 6e-5,
@@ -128,17 +129,13 @@ CATS = {
     "eval_last_back": True,
 }
 
-# Small enough for 2 CPU cores in minutes: narrow siren (64), narrow discriminator (<= 64 channels),
-# 16^2 then 32^2 images, 12 + 12 samples; CelebA's camera (what the procedural dataset renders, on a
-# white background, hence white_back).
+# Small enough to train in minutes on 2 CPU cores: a narrow siren (width 32, mapping width 64), a
+# narrow discriminator (<= 64 channels), 16^2 then 32^2 images, 8 + 8 samples per ray. TALLSIREN
+# rather than SPATIALSIRENBASELINE: without the latter's point warp the first layer's sine arguments
+# are small at init, so the initial density field is smooth blobs rather than per-pixel static, which
+# keeps this short run from collapsing to a flat colour. The camera is CelebA's; the procedural
+# dataset renders on a white background, hence white_back.
 DEMO = {
-    # Sized to train in under 10 minutes on 2 CPU cores (8+8 samples per ray, width 32).
-    # TALLSIREN (pi-GAN's CARLA model) rather than SPATIALSIRENBASELINE: without the latter's 1/0.24
-    # point warp the first layer's sine arguments are 8x smaller at init, so the initial density field
-    # is a few smooth blobs instead of per-pixel static. With SPATIALSIRENBASELINE, three recipes (R1
-    # 0.2, 1 and 10, two with lower discriminator rates) all collapsed to a flat colour within the 600
-    # steps; with TALLSIREN, R1 1 and twice the generator rate, lit shapes on white emerge by step 300
-    # (TALLSIREN with higher rates for both networks collapsed; width 48 was no better and slower).
     0: {"batch_size": 16, "num_steps": 8, "img_size": 16, "batch_split": 1, "gen_lr": 2e-4,
         "disc_lr": 4e-4},
     300: {"batch_size": 8, "num_steps": 8, "img_size": 32, "batch_split": 1, "gen_lr": 1e-4,
@@ -191,8 +188,13 @@ def get_curriculum(name):
 
 
 def stage_steps(curriculum):
-    """The sorted integer step keys (stage starts) of a curriculum."""
+    """The sorted integer step keys (stage starts) of a curriculum, the empty end stage included."""
     return sorted(k for k in curriculum if isinstance(k, int) and not isinstance(k, bool))
+
+
+def training_stages(curriculum):
+    """The starts of the stages that train (the non-empty ones), sorted."""
+    return [s for s in stage_steps(curriculum) if curriculum[s]]
 
 
 def final_step(curriculum):
@@ -212,6 +214,16 @@ def extract_metadata(curriculum, current_step):
         if not (isinstance(key, int) and not isinstance(key, bool)):
             out[key] = value
     return out
+
+
+def stage_metadata(curriculum, current_step):
+    """``extract_metadata``, except that past the end of training (in the empty end stage) the last
+    training stage stays in force: the settings to render a finished run's images with."""
+    stages = training_stages(curriculum)
+    if not stages:
+        return extract_metadata(curriculum, current_step)
+    past = [s for s in stages if s <= current_step]
+    return extract_metadata(curriculum, max(past) if past else stages[0])
 
 
 def next_upsample_step(curriculum, current_step):
@@ -238,3 +250,19 @@ def last_upsample_step(curriculum, current_step):
 def get_current_step(curriculum, epoch):
     """pi-GAN's epoch-based helper: the number of ``update_epochs`` entries already reached."""
     return sum(1 for e in curriculum.get("update_epochs", ()) if epoch >= e)
+
+
+def int_keys(curriculum):
+    """JSON has only string keys: stage keys such as "0" or "2000" become ints again."""
+    return {(int(k) if isinstance(k, str) and k.lstrip("-").isdigit() else k): v
+            for k, v in curriculum.items()}
+
+
+def to_json(curriculum) -> str:
+    """The curriculum as JSON (stage keys as strings, tuples as lists)."""
+    return json.dumps({str(k): v for k, v in curriculum.items()},
+                      default=lambda o: list(o) if isinstance(o, tuple) else str(o))
+
+
+def from_json(text: str) -> dict:
+    return int_keys(json.loads(text))

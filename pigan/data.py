@@ -273,7 +273,7 @@ def generate_procedural(num_images: int, render_size: int, seed: int, camera: di
 
 
 def default_camera() -> dict:
-    """pi-GAN's CelebA camera (PIGAN.md section 6)."""
+    """pi-GAN's CelebA camera."""
     return {"fov": 12.0, "ray_start": 0.88, "ray_end": 1.12, "h_stddev": 0.3, "v_stddev": 0.155,
             "h_mean": math.pi / 2, "v_mean": math.pi / 2, "sample_dist": "gaussian"}
 
@@ -361,28 +361,3 @@ def build_dataset(data: str | os.PathLike | None, img_size: int, camera: dict | 
         return ProceduralShapes(img_size=img_size, num_images=num_images, seed=seed, camera=camera,
                                 render_size=render_size, flip=flip, verbose=verbose)
     return ImageFolder(data, img_size=img_size, flip=flip, crop_fraction=crop_fraction)
-
-
-def save_image_grid(images: torch.Tensor, path, nrow: int | None = None, padding: int = 2,
-                    value_range=(-1.0, 1.0)):
-    """Write images [N, 3, H, W] (values in ``value_range``) as one PNG grid."""
-    from PIL import Image
-
-    images = images.detach().float().cpu()
-    lo, hi = value_range
-    images = ((images - lo) / (hi - lo)).clamp(0, 1)
-    n, c, h, w = images.shape
-    if c == 1:
-        images = images.expand(n, 3, h, w)
-    nrow = nrow or max(1, int(math.ceil(math.sqrt(n))))
-    ncol_rows = int(math.ceil(n / nrow))
-    grid = torch.ones(3, ncol_rows * (h + padding) + padding, nrow * (w + padding) + padding)
-    for i in range(n):
-        r, col = divmod(i, nrow)
-        y, x = padding + r * (h + padding), padding + col * (w + padding)
-        grid[:, y:y + h, x:x + w] = images[i, :3]
-    arr = (grid.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(arr).save(path)
-    return path

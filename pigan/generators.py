@@ -1,4 +1,4 @@
-"""pi-GAN's generator (PIGAN.md section 4), drop-in for ``generators.generators.ImplicitGenerator3d``.
+"""pi-GAN's generator, drop-in for ``generators.generators.ImplicitGenerator3d``.
 
 The core is ``render``: frequencies/phases (or z) and explicit cameras in, pixels out. pi-GAN's
 signatures (``forward``, ``staged_forward``, ...) draw their randomness in pi-GAN's order (stratified
@@ -8,13 +8,13 @@ density noise of the final composite) and call the same marcher, so under
 """
 from __future__ import annotations
 
-import math
 
 import torch
 import torch.nn as nn
 
 from pigan import ops
 from pigan.ops.rays import camera_origins, transform_points_to_world
+from pigan.render_options import RenderOptions
 
 __all__ = ["ImplicitGenerator3d", "cam2world_from_angles", "GENERATORS"]
 
@@ -106,16 +106,18 @@ class ImplicitGenerator3d(nn.Module):
                 out[b:b + 1, head:tail] = o
         return out
 
-    def march(self, frequencies, phase_shifts, points_cam, z_vals, dirs_cam, cam2world, *,
-              hierarchical_sample=True, clamp_mode="relu", nerf_noise=0.0, white_back=False,
-              last_back=False, fill_mode=None, lock_view_dependence=False, max_batch_size=None):
+    def march(self, frequencies, phase_shifts, points_cam, z_vals, dirs_cam, cam2world,
+              options: RenderOptions):
         """Render camera-space samples seen from ``cam2world``.
 
         frequencies, phase_shifts [B, 9H] (raw mapping outputs); points_cam [B, R, S, 3], z_vals
-        [B, R, S, 1] (already jittered), dirs_cam [B, R, 3]; cam2world [B, 4, 4].
+        [B, R, S, 1] (already jittered), dirs_cam [B, R, 3]; cam2world [B, 4, 4]. ``options`` gives
+        the marcher's settings (hierarchical_sample, clamp_mode, nerf_noise, white_back, last_back,
+        fill_mode, lock_view_dependence, max_batch_size).
         Returns rgb [B, R, 3] in [0, 1] (before pi-GAN's *2-1), depth [B, R, 1], weights [B, R, S', 1].
         Randomness: coarse density noise, sample_pdf uniforms, final density noise (in that order).
         """
+        o = options
         B, R, S, _ = points_cam.shape
         # Geometry stays in float32 (float64 for a float64 model) even when the network runs in
         # bf16/fp16 under autocast: depths in [0.88, 1.12] need more than bf16's 8 mantissa bits.
@@ -124,26 +126,26 @@ class ImplicitGenerator3d(nn.Module):
         cam2world = cam2world.to(dtype)
         with torch.no_grad():
             points, dirs, origins = transform_points_to_world(points_cam, dirs_cam, cam2world)
-            if lock_view_dependence:
+            if o.lock_view_dependence:
                 dirs_exp = torch.zeros(B, R * S, 3, device=points.device, dtype=dtype)
                 dirs_exp[..., -1] = -1
             else:
                 dirs_exp = dirs.unsqueeze(-2).expand(B, R, S, 3).reshape(B, R * S, 3)
             points = points.reshape(B, R * S, 3)
 
-        coarse = self._siren_eval(points, frequencies, phase_shifts, dirs_exp, max_batch_size)
+        coarse = self._siren_eval(points, frequencies, phase_shifts, dirs_exp, o.max_batch_size)
         coarse = coarse.reshape(B, R, S, -1)                         # [B, R, S, 4]
 
-        if hierarchical_sample:
+        if o.hierarchical_sample:
             with torch.no_grad():
-                noise = ops.draw_noise(z_vals, nerf_noise)
-                _, _, weights = ops.composite(coarse.detach(), z_vals, noise, clamp_mode=clamp_mode)
+                noise = ops.draw_noise(z_vals, o.nerf_noise)
+                _, _, weights = ops.composite(coarse.detach(), z_vals, noise, clamp_mode=o.clamp_mode)
                 weights = weights.reshape(B * R, S) + 1e-5
                 z_flat = z_vals.reshape(B * R, S)
                 mids = 0.5 * (z_flat[:, :-1] + z_flat[:, 1:])          # [B*R, S-1]
                 z_fine = ops.sample_pdf(mids, weights[:, 1:-1], S, det=False).reshape(B, R, S, 1)
                 fine_points = (origins.unsqueeze(2) + dirs.unsqueeze(2) * z_fine).reshape(B, R * S, 3)
-            fine = self._siren_eval(fine_points, frequencies, phase_shifts, dirs_exp, max_batch_size)
+            fine = self._siren_eval(fine_points, frequencies, phase_shifts, dirs_exp, o.max_batch_size)
             fine = fine.reshape(B, R, S, -1)
             all_z, idx = ops.merge_samples(z_vals, z_fine)            # idx into cat([fine, coarse])
             outputs = torch.cat([fine, coarse], dim=-2)               # [B, R, 2S, 4]
@@ -151,9 +153,9 @@ class ImplicitGenerator3d(nn.Module):
         else:
             outputs, all_z = coarse, z_vals
 
-        noise = ops.draw_noise(all_z, nerf_noise)
-        return ops.composite(outputs, all_z, noise, clamp_mode=clamp_mode, last_back=last_back,
-                             white_back=white_back, fill_mode=fill_mode)
+        noise = ops.draw_noise(all_z, o.nerf_noise)
+        return ops.composite(outputs, all_z, noise, clamp_mode=o.clamp_mode, last_back=o.last_back,
+                             white_back=o.white_back, fill_mode=o.fill_mode)
 
     # ------------------------------------------------------------------ explicit-camera rendering
     def camera_rays(self, batch_size, img_size, fov, ray_start, ray_end, num_steps, jitter=True):
@@ -166,17 +168,17 @@ class ImplicitGenerator3d(nn.Module):
         return points, z_vals, dirs
 
     def render(self, z=None, *, frequencies=None, phase_shifts=None, cam2world=None, pitch=None,
-               yaw=None, img_size=64, fov=12, ray_start=0.88, ray_end=1.12, num_steps=12,
-               hierarchical_sample=True, psi=None, jitter=True, nerf_noise=0.0, clamp_mode="relu",
-               white_back=False, last_back=False, fill_mode=None, lock_view_dependence=False,
-               max_batch_size=None, **ignored):
-        """Render images at given cameras.
+               yaw=None, options: RenderOptions | None = None, psi=None, jitter=True, **overrides):
+        """Render images at given cameras with ``options`` (default ``RenderOptions()``), any of whose
+        fields may be overridden by keyword (``img_size=32``); other keywords are ignored, as pi-GAN
+        does.
 
         Latents: ``z`` [B, z_dim] (truncated toward the average when ``psi`` is given) or raw
         ``frequencies`` / ``phase_shifts`` [B, 9H]. Cameras: ``cam2world`` [B, 4, 4] or ``pitch`` /
         ``yaw`` (radians, [B, 1], [B] or floats). Returns dict(pixels [B, 3, H, W] in [-1, 1],
         depth [B, H, W], weights [B, H*W, S', 1]).
         """
+        o = RenderOptions.from_metadata(overrides, base=options)
         if frequencies is None:
             if z is None:
                 raise ValueError("render needs z or (frequencies, phase_shifts)")
@@ -196,34 +198,36 @@ class ImplicitGenerator3d(nn.Module):
             cam2world = cam2world_from_angles(pitch, yaw)
         if cam2world.shape != (B, 4, 4):
             raise ValueError(f"cam2world must have shape [B, 4, 4] = [{B}, 4, 4], got {tuple(cam2world.shape)}")
-        points, z_vals, dirs = self.camera_rays(B, img_size, fov, ray_start, ray_end, num_steps, jitter)
-        rgb, depth, weights = self.march(
-            frequencies, phase_shifts, points, z_vals, dirs, cam2world.to(dev),
-            hierarchical_sample=hierarchical_sample, clamp_mode=clamp_mode, nerf_noise=nerf_noise,
-            white_back=white_back, last_back=last_back, fill_mode=fill_mode,
-            lock_view_dependence=lock_view_dependence, max_batch_size=max_batch_size)
-        pixels = rgb.reshape(B, img_size, img_size, 3).permute(0, 3, 1, 2).contiguous() * 2 - 1
-        return {"pixels": pixels, "depth": depth.reshape(B, img_size, img_size), "weights": weights}
+        points, z_vals, dirs = self.camera_rays(B, o.img_size, o.fov, o.ray_start, o.ray_end, o.num_steps, jitter)
+        rgb, depth, weights = self.march(frequencies, phase_shifts, points, z_vals, dirs, cam2world.to(dev), o)
+        pixels = rgb.reshape(B, o.img_size, o.img_size, 3).permute(0, 3, 1, 2).contiguous() * 2 - 1
+        return {"pixels": pixels, "depth": depth.reshape(B, o.img_size, o.img_size), "weights": weights}
 
     # ------------------------------------------------------------------ pi-GAN's signatures
-    def _sampled_pass(self, frequencies, phase_shifts, img_size, fov, ray_start, ray_end, num_steps,
-                      h_stddev, v_stddev, h_mean, v_mean, hierarchical_sample, sample_dist,
-                      lock_view_dependence, kwargs, max_batch_size=None, fill_mode=None):
+    def _sampled_pass(self, frequencies, phase_shifts, o: RenderOptions):
+        """pi-GAN's pass: jittered rays, then a camera drawn from o's pose distribution."""
         B = frequencies.shape[0]
         with torch.no_grad():
-            points, z_vals, dirs = self.camera_rays(B, img_size, fov, ray_start, ray_end, num_steps)
+            points, z_vals, dirs = self.camera_rays(B, o.img_size, o.fov, o.ray_start, o.ray_end, o.num_steps)
             _, pitch, yaw = ops.sample_camera_positions(
-                n=B, r=1, horizontal_stddev=h_stddev, vertical_stddev=v_stddev, horizontal_mean=h_mean,
-                vertical_mean=v_mean, device=self._device(), mode=sample_dist)
+                n=B, r=1, horizontal_stddev=o.h_stddev, vertical_stddev=o.v_stddev, horizontal_mean=o.h_mean,
+                vertical_mean=o.v_mean, device=self._device(), mode=o.sample_dist)
             cam2world = cam2world_from_angles(pitch, yaw)
-        rgb, depth, _ = self.march(
-            frequencies, phase_shifts, points, z_vals, dirs, cam2world,
-            hierarchical_sample=hierarchical_sample, clamp_mode=kwargs.get("clamp_mode", "relu"),
-            nerf_noise=kwargs.get("nerf_noise", 0.0), white_back=kwargs.get("white_back", False),
-            last_back=kwargs.get("last_back", False), fill_mode=fill_mode,
-            lock_view_dependence=lock_view_dependence, max_batch_size=max_batch_size)
-        pixels = rgb.reshape(B, img_size, img_size, 3).permute(0, 3, 1, 2).contiguous() * 2 - 1
+        rgb, depth, _ = self.march(frequencies, phase_shifts, points, z_vals, dirs, cam2world, o)
+        pixels = rgb.reshape(B, o.img_size, o.img_size, 3).permute(0, 3, 1, 2).contiguous() * 2 - 1
         return pixels, depth, pitch, yaw
+
+    @staticmethod
+    def _pigan_options(img_size, fov, ray_start, ray_end, num_steps, h_stddev, v_stddev, h_mean, v_mean,
+                       hierarchical_sample, sample_dist, lock_view_dependence, kwargs, **extra):
+        """RenderOptions of pi-GAN's keyword signature; of the extra keywords pi-GAN's marcher reads
+        clamp_mode, nerf_noise, white_back and last_back (others are ignored)."""
+        known = {k: kwargs[k] for k in ("clamp_mode", "nerf_noise", "white_back", "last_back") if k in kwargs}
+        return RenderOptions(
+            img_size=img_size, num_steps=num_steps, fov=fov, ray_start=ray_start, ray_end=ray_end,
+            h_mean=h_mean, v_mean=v_mean, h_stddev=h_stddev, v_stddev=v_stddev, sample_dist=sample_dist,
+            hierarchical_sample=hierarchical_sample, lock_view_dependence=lock_view_dependence,
+            **known, **extra)
 
     def forward(self, z, img_size, fov, ray_start, ray_end, num_steps, h_stddev, v_stddev, h_mean,
                 v_mean, hierarchical_sample, sample_dist=None, lock_view_dependence=False, **kwargs):
@@ -237,9 +241,9 @@ class ImplicitGenerator3d(nn.Module):
     def forward_with_frequencies(self, frequencies, phase_shifts, img_size, fov, ray_start, ray_end,
                                  num_steps, h_stddev, v_stddev, h_mean, v_mean, hierarchical_sample,
                                  sample_dist=None, lock_view_dependence=False, **kwargs):
-        pixels, _, pitch, yaw = self._sampled_pass(
-            frequencies, phase_shifts, img_size, fov, ray_start, ray_end, num_steps, h_stddev,
-            v_stddev, h_mean, v_mean, hierarchical_sample, sample_dist, lock_view_dependence, kwargs)
+        o = self._pigan_options(img_size, fov, ray_start, ray_end, num_steps, h_stddev, v_stddev, h_mean,
+                                v_mean, hierarchical_sample, sample_dist, lock_view_dependence, kwargs)
+        pixels, _, pitch, yaw = self._sampled_pass(frequencies, phase_shifts, o)
         return pixels, torch.cat([pitch, yaw], -1)
 
     def staged_forward(self, z, img_size, fov, ray_start, ray_end, num_steps, h_stddev, v_stddev,
@@ -262,12 +266,11 @@ class ImplicitGenerator3d(nn.Module):
                                         max_batch_size=50000, depth_map=False, near_clip=0,
                                         far_clip=2, sample_dist=None, hierarchical_sample=False,
                                         **kwargs):
+        o = self._pigan_options(img_size, fov, ray_start, ray_end, num_steps, h_stddev, v_stddev, h_mean,
+                                v_mean, hierarchical_sample, sample_dist, lock_view_dependence, kwargs,
+                                max_batch_size=max_batch_size, fill_mode=kwargs.get("fill_mode"))
         with torch.no_grad():
-            pixels, depth, _, _ = self._sampled_pass(
-                truncated_frequencies, truncated_phase_shifts, img_size, fov, ray_start, ray_end,
-                num_steps, h_stddev, v_stddev, h_mean, v_mean, hierarchical_sample, sample_dist,
-                lock_view_dependence, kwargs, max_batch_size=max_batch_size,
-                fill_mode=kwargs.get("fill_mode"))
+            pixels, depth, _, _ = self._sampled_pass(truncated_frequencies, truncated_phase_shifts, o)
         B = pixels.shape[0]
         return pixels.cpu(), depth.reshape(B, img_size, img_size).contiguous().cpu()
 

@@ -1,5 +1,5 @@
-"""`pigan invert`: fit a frozen generator's latent to a photo, then render novel views (PIGAN.md
-section 4).
+"""`pigan invert`: fit a frozen generator's latent to a photo, then render novel views (pi-GAN's
+inversion).
 
 Start from the mean frequencies and phase shifts of the mapping network over 10 000 z; optimise
 additive offsets with Adam (lr 1e-2, weight decay 1e-4, learning rate x0.75 every 100 iterations)
@@ -17,39 +17,11 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from . import ops
-from .data import IMAGE_EXTENSIONS, _load_rgb, _square_crop_resize, _to_tensor, save_image_grid
+from . import imaging, ops
+from .cli import EXIT_CODES_HELP, CommandError, UsageError, check_output_dir, run_command, writing
+from .data import IMAGE_EXTENSIONS, _load_rgb, _square_crop_resize, _to_tensor
 from .logging_utils import plot_curves
-
-EXIT_USAGE = 2
-
-# Camera and marcher settings of a render: the subset of a curriculum that ``generator.render`` takes.
-RENDER_KEYS = ("fov", "ray_start", "ray_end", "num_steps", "hierarchical_sample", "clamp_mode",
-               "white_back", "last_back")
-
-
-def render_options(config: dict | None, img_size: int | None = None, num_steps: int | None = None) -> dict:
-    """Render settings from a curriculum / checkpoint config (CelebA's camera when missing):
-    {img_size, fov, ray_start, ray_end, num_steps, pitch, yaw, hierarchical_sample, clamp_mode,
-    white_back, last_back}. The pose is the mean pose (v_mean, h_mean)."""
-    cfg = dict(config or {})
-    stages = sorted((k for k in cfg if (isinstance(k, int) and not isinstance(k, bool))
-                     or (isinstance(k, str) and k.isdigit())), key=int)
-    stage = {}
-    for k in stages:                                   # the last non-empty stage: the final resolution
-        if cfg[k]:
-            stage = cfg[k]
-    opts = {"img_size": stage.get("img_size", 64), "fov": cfg.get("fov", 12), "ray_start": cfg.get("ray_start", 0.88),
-            "ray_end": cfg.get("ray_end", 1.12), "num_steps": stage.get("num_steps", 12),
-            "pitch": cfg.get("v_mean", math.pi / 2), "yaw": cfg.get("h_mean", math.pi / 2),
-            "hierarchical_sample": cfg.get("hierarchical_sample", True),
-            "clamp_mode": cfg.get("clamp_mode", "relu"), "white_back": cfg.get("white_back", False),
-            "last_back": cfg.get("eval_last_back", cfg.get("last_back", False))}
-    if img_size is not None:
-        opts["img_size"] = img_size
-    if num_steps is not None:
-        opts["num_steps"] = num_steps
-    return opts
+from .render_options import RenderOptions
 
 
 def load_image(path, img_size: int, crop_fraction: float = 1.0) -> torch.Tensor:
@@ -63,20 +35,21 @@ def psnr(a: torch.Tensor, b: torch.Tensor, value_range: float = 2.0) -> float:
     return float("inf") if mse == 0 else 10 * math.log10(value_range ** 2 / mse)
 
 
-def _render(generator, freqs, phases, opts: dict, pitch=None, yaw=None, jitter=True):
-    o = dict(opts)
-    o["pitch"] = o["pitch"] if pitch is None else pitch
-    o["yaw"] = o["yaw"] if yaw is None else yaw
-    return generator.render(frequencies=freqs, phase_shifts=phases, jitter=jitter, nerf_noise=0.0, **o)["pixels"]
+def _render(generator, freqs, phases, options: RenderOptions, pitch=None, yaw=None, jitter=True):
+    """Pixels [B, 3, H, W] at (pitch, yaw), by default the mean pose; no density noise."""
+    return generator.render(frequencies=freqs, phase_shifts=phases, jitter=jitter,
+                            pitch=options.pitch if pitch is None else pitch,
+                            yaw=options.yaw if yaw is None else yaw,
+                            options=options.replace(nerf_noise=0.0))["pixels"]
 
 
 def invert(generator, image: torch.Tensor, *, iterations: int = 700, lr: float = 1e-2,
            weight_decay: float = 1e-4, lr_step: int = 100, lr_gamma: float = 0.75, noise_std: float = 0.03,
-           num_avg: int = 10000, options: dict | None = None, jitter: bool = True, seed: int | None = 0,
+           num_avg: int = 10000, options: RenderOptions | None = None, jitter: bool = True, seed: int | None = 0,
            progress: bool = False) -> dict:
     """Fit ``image`` ([3, H, W] or [1, 3, H, W] in [-1, 1]) with the frozen ``generator``.
 
-    ``options``: render settings (see ``render_options``; img_size comes from the image). Returns
+    ``options``: render settings (default ``RenderOptions()``; img_size comes from the image). Returns
     {"frequencies", "phase_shifts" ([1, D] raw mapping-space values), "losses" (per iteration),
     "fit" ([1, 3, H, W] render at the mean pose, no jitter), "avg_frequencies", "avg_phase_shifts"}.
     """
@@ -92,8 +65,7 @@ def invert(generator, image: torch.Tensor, *, iterations: int = 700, lr: float =
     for name, v in (("iterations", iterations), ("lr_step", lr_step), ("num_avg", num_avg)):
         if isinstance(v, bool) or not isinstance(v, int) or v < 1:
             raise ValueError(f"{name} must be a positive int, got {v!r}")
-    opts = render_options(None) if options is None else dict(options)
-    opts["img_size"] = image.shape[-1]
+    opts = (options or RenderOptions()).replace(img_size=image.shape[-1])
     device = next(generator.parameters()).device
     target = image.to(device).unsqueeze(0).float()
 
@@ -149,30 +121,18 @@ def invert(generator, image: torch.Tensor, *, iterations: int = 700, lr: float =
 
 
 @torch.no_grad()
-def novel_views(generator, freqs, phases, options: dict, yaws, pitches=None) -> torch.Tensor:
+def novel_views(generator, freqs, phases, options: RenderOptions, yaws, pitches=None) -> torch.Tensor:
     """Renders [len(yaws), 3, H, W] of the fitted latent at (pitch, yaw) pairs (no jitter)."""
-    pitches = pitches if pitches is not None else [options["pitch"]] * len(yaws)
+    pitches = pitches if pitches is not None else [options.pitch] * len(yaws)
     return torch.cat([_render(generator, freqs, phases, options, pitch=p, yaw=y, jitter=False).cpu()
                       for p, y in zip(pitches, yaws)])
 
 
-def save_gif(frames: torch.Tensor, path, fps: int = 12):
-    """Frames [T, 3, H, W] in [-1, 1] as a looping GIF (Pillow)."""
-    from PIL import Image
-
-    arr = ((frames.float().clamp(-1, 1) + 1) * 127.5).round().byte().permute(0, 2, 3, 1).cpu().numpy()
-    imgs = [Image.fromarray(a) for a in arr]
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    imgs[0].save(path, save_all=True, append_images=imgs[1:], duration=int(1000 / fps), loop=0)
-    return path
-
-
-def orbit_poses(options: dict, frames: int, yaw_range: float, pitch_range: float):
+def orbit_poses(options: RenderOptions, frames: int, yaw_range: float, pitch_range: float):
     """An elliptical orbit around the mean pose: (pitches, yaws) lists of length ``frames``."""
     ts = [2 * math.pi * i / frames for i in range(frames)]
-    yaws = [options["yaw"] + yaw_range * math.sin(t) for t in ts]
-    pitches = [options["pitch"] + pitch_range * math.cos(t) for t in ts]
+    yaws = [options.yaw + yaw_range * math.sin(t) for t in ts]
+    pitches = [options.pitch + pitch_range * math.cos(t) for t in ts]
     return pitches, yaws
 
 
@@ -182,26 +142,37 @@ def write_outputs(generator, result: dict, target: torch.Tensor, out: Path, name
     out.mkdir(parents=True, exist_ok=True)
     opts = result["options"]
     paths = {}
-    paths["fit"] = save_image_grid(torch.cat([target.reshape(1, *target.shape[-3:]).cpu(), result["fit"].cpu()]),
-                                   out / f"{name}_fit.png", nrow=2)
+
+    def save(key, filename, fn, *args, **kwargs):
+        with writing(out / filename):
+            paths[key] = fn(*args, out / filename, **kwargs)
+
+    save("fit", f"{name}_fit.png", imaging.save_grid,
+         torch.cat([target.reshape(1, *target.shape[-3:]).cpu(), result["fit"].cpu()]), nrow=2)
     losses = result["losses"]
-    paths["loss"] = plot_curves({"mse": (list(range(1, len(losses) + 1)), losses)}, out / f"{name}_loss.png",
-                                title=f"inversion of {name}", xlabel="iteration", logy=True)
-    yaws = [opts["yaw"] + yaw_range * (2 * i / max(views - 1, 1) - 1) for i in range(views)]
+    with writing(out / f"{name}_loss.png"):
+        paths["loss"] = plot_curves({"mse": (list(range(1, len(losses) + 1)), losses)}, out / f"{name}_loss.png",
+                                    title=f"inversion of {name}", xlabel="iteration", logy=True)
+    yaws = [opts.yaw + yaw_range * (2 * i / max(views - 1, 1) - 1) for i in range(views)]
     grid = novel_views(generator, result["frequencies"], result["phase_shifts"], opts, yaws)
-    paths["views"] = save_image_grid(grid, out / f"{name}_views.png", nrow=views)
+    save("views", f"{name}_views.png", imaging.save_grid, grid, nrow=views)
     pitches, oy = orbit_poses(opts, frames, yaw_range, pitch_range)
     video = novel_views(generator, result["frequencies"], result["phase_shifts"], opts, oy, pitches)
-    paths["video"] = save_gif(video, out / f"{name}_orbit.gif")
-    paths["latent"] = out / f"{name}_latent.pt"
-    torch.save({"frequencies": result["frequencies"].cpu(), "phase_shifts": result["phase_shifts"].cpu(),
-                "losses": torch.tensor(losses), "options": {k: v for k, v in opts.items()}}, paths["latent"])
+    save("video", f"{name}_orbit.gif", imaging.save_gif, [imaging.to_unit(f) for f in video], fps=12)
+    save("latent", f"{name}_latent.pt", _save_latent, result)
     return paths
+
+
+def _save_latent(result, path):
+    torch.save({"frequencies": result["frequencies"].cpu(), "phase_shifts": result["phase_shifts"].cpu(),
+                "losses": torch.tensor(result["losses"]), "options": result["options"].to_dict()}, path)
+    return path
 
 
 def build_parser():
     p = argparse.ArgumentParser(prog="pigan invert", description=(
-        "Fit a trained generator to an image (or every image of a folder) and render novel views."))
+        "Fit a trained generator to an image (or every image of a folder) and render novel views."),
+        epilog=EXIT_CODES_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("checkpoint", help="checkpoint written by `pigan train` or `pigan convert`")
     p.add_argument("images", help="an image file or a folder of images")
     p.add_argument("--out", "-o", default="runs/invert", help="output folder (default: runs/invert)")
@@ -228,48 +199,55 @@ def build_parser():
     return p
 
 
-def _positive(name, v):
-    if v is not None and (not isinstance(v, int) or v < 1):
-        raise ValueError(f"{name} must be a positive integer, got {v!r}")
+def _positive(name, v, minimum=1):
+    if v is not None and (not isinstance(v, int) or v < minimum):
+        want = "a positive integer" if minimum == 1 else f"an integer >= {minimum}"
+        raise UsageError(f"{name} must be {want}, got {v!r}")
 
 
-def main(argv=None) -> int:
+def _main(argv) -> int:
     args = build_parser().parse_args(argv)
     from .checkpoints import CheckpointError, load_checkpoint, load_generator
+    from .training.config import load_curriculum, validate_curriculum
 
+    for name in ("iterations", "lr_step", "num_avg", "img_size", "views", "frames"):
+        _positive("--" + name.replace("_", "-"), getattr(args, name))
+    _positive("--num-steps", args.num_steps, minimum=2)
+    if not args.lr > 0:
+        raise UsageError(f"--lr must be positive, got {args.lr}")
+    if not 0 < args.crop_fraction <= 1:
+        raise UsageError(f"--crop-fraction must be in (0, 1], got {args.crop_fraction}")
+    src = Path(args.images).expanduser()
+    if not src.exists():
+        raise UsageError(f"{str(src)!r} does not exist")
+    files = [src] if src.is_file() else sorted(
+        p for p in src.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file())
+    if not files:
+        raise UsageError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) under {str(src)!r}")
     try:
-        for name in ("iterations", "lr_step", "num_avg", "img_size", "num_steps", "views", "frames"):
-            _positive("--" + name.replace("_", "-"), getattr(args, name))
-        if args.lr <= 0:
-            raise ValueError(f"--lr must be positive, got {args.lr}")
-        src = Path(args.images).expanduser()
-        if not src.exists():
-            raise ValueError(f"{str(src)!r} does not exist")
-        files = [src] if src.is_file() else sorted(
-            p for p in src.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file())
-        if not files:
-            raise ValueError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) under {str(src)!r}")
         device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else
                               ("cpu" if args.device == "auto" else args.device))
+    except RuntimeError as exc:
+        raise UsageError(f"--device: {exc}") from exc
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise UsageError("--device cuda requested but CUDA is not available")
+    try:
         ckpt = load_checkpoint(args.checkpoint)
         generator = load_generator(args.checkpoint, map_location=device, use_ema=not args.no_ema)
-        config = ckpt.get("config")
-        if not config or args.curriculum:
-            from .train import load_curriculum
-            config = load_curriculum(args.curriculum or "celeba")
-        config = {(int(k) if isinstance(k, str) and k.isdigit() else k): v for k, v in config.items()}
-        opts = render_options(config, args.img_size, args.num_steps)
-        out = Path(args.out).expanduser()
-        out.mkdir(parents=True, exist_ok=True)
-    except (ValueError, CheckpointError, OSError) as exc:
-        print(f"pigan invert: error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+    except CheckpointError as exc:
+        raise UsageError(str(exc)) from exc
+    config = ckpt.get("config")
+    if not config or args.curriculum:
+        config = load_curriculum(args.curriculum or "celeba")
+        validate_curriculum(config)
+    opts = RenderOptions.from_curriculum(config, img_size=args.img_size, num_steps=args.num_steps)
+    out = check_output_dir(args.out)
 
     with ops.use_backend(args.backend):
         failed = 0
         for path in files:
             try:
-                target = load_image(path, opts["img_size"], args.crop_fraction)
+                target = load_image(path, opts.img_size, args.crop_fraction)
             except Exception as exc:
                 print(f"skipping {path}: cannot read it ({type(exc).__name__}: {exc})", file=sys.stderr)
                 failed += 1
@@ -283,9 +261,13 @@ def main(argv=None) -> int:
             print(f"{path.name}: final mse {res['losses'][-1]:.5f}, PSNR {psnr(res['fit'][0].cpu(), target):.2f} dB; "
                   f"wrote {', '.join(str(p) for p in paths.values())}", flush=True)
     if failed == len(files):
-        print("pigan invert: error: none of the images could be read", file=sys.stderr)
-        return 1
+        raise CommandError("none of the images could be read")
     return 0
+
+
+def main(argv=None) -> int:
+    """``pigan invert CHECKPOINT IMAGES [options]``."""
+    return run_command("pigan invert", _main, argv)
 
 
 if __name__ == "__main__":

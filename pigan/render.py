@@ -1,55 +1,28 @@
 """Rendering from a trained generator: sample grids, multi-view grids, depth maps, videos.
 
-Library functions (used by training at the end of a run, and by ``pigan render``) take a generator
-and a ``settings`` dict of camera / marching settings (a curriculum's metadata works as is):
-``render_images``, ``render_grid``, ``render_multiview``, ``render_video``, ``write_samples``.
-Latents are truncated toward the average mapping output (psi), computed once per call under a fixed
-seed, so the same seed renders the same identities at every pose.
+Library functions (used by training for its sample grids, and by ``pigan render``) take a generator
+and a ``RenderOptions`` (``RenderOptions.from_curriculum(cur)``): ``render_images``, ``render_grid``,
+``render_multiview``, ``yaw_sweep``, ``render_video``, ``write_samples``. Latents are truncated toward
+the average mapping output (psi), computed once per call under a fixed seed, so the same seed renders
+the same identities at every pose.
 """
 from __future__ import annotations
 
 import argparse
 import math
-import sys
 from pathlib import Path
 
 import torch
 
 from pigan import imaging, ops
+from pigan.cli import UsageError, check_output_dir, run_command, writing
+from pigan.render_options import RenderOptions
 
-__all__ = ["DEFAULT_SETTINGS", "settings_from_config", "latents", "render_images", "render_grid",
-           "render_multiview", "render_video", "video_poses", "write_samples", "load_for_render", "main"]
+__all__ = ["RenderOptions", "latents", "render_images", "render_grid", "render_multiview", "yaw_sweep",
+           "render_video", "video_poses", "write_samples", "load_for_render", "main"]
 
-# pi-GAN's CelebA camera and marcher (PIGAN.md sections 4 and 6), the fallback for missing keys.
-DEFAULT_SETTINGS = {
-    "fov": 12.0, "ray_start": 0.88, "ray_end": 1.12, "h_mean": math.pi / 2, "v_mean": math.pi / 2,
-    "h_stddev": 0.3, "v_stddev": 0.155, "sample_dist": "gaussian", "num_steps": 12, "img_size": 64,
-    "hierarchical_sample": True, "clamp_mode": "relu", "white_back": False, "last_back": False,
-    "max_batch_size": 65536,
-}
-_KEYS = tuple(DEFAULT_SETTINGS) + ("eval_last_back",)
-
-
-def settings_from_config(config: dict | None) -> dict:
-    """Render settings from a curriculum or its metadata (stage keys may be ints or digit strings,
-    as after a JSON round trip): shared keys, the last stage's num_steps / img_size, and
-    ``eval_last_back`` as last_back (pi-GAN renders with it)."""
-    out = dict(DEFAULT_SETTINGS)
-    if not config:
-        return out
-    stages = []
-    for k, v in config.items():
-        if isinstance(k, int) or (isinstance(k, str) and k.isdigit()):
-            if isinstance(v, dict) and v:
-                stages.append((int(k), v))
-        elif k in _KEYS and v is not None:
-            out[k] = v
-    if stages:
-        last = max(stages, key=lambda s: s[0])[1]
-        out.update({k: last[k] for k in ("num_steps", "img_size") if k in last})
-    if out.pop("eval_last_back", None):
-        out["last_back"] = True
-    return out
+# Points per siren call when rendering images to look at (bounds memory at large resolutions).
+RENDER_CHUNK = 65536
 
 
 @torch.no_grad()
@@ -73,16 +46,16 @@ def _progress(iterable, enabled, desc, total=None):
 
 
 @torch.no_grad()
-def render_images(generator, frequencies, phase_shifts, pitch, yaw, settings=None, img_size=None,
+def render_images(generator, frequencies, phase_shifts, pitch, yaw, options=None, img_size=None,
                   num_steps=None, seed=0, progress=False, desc="render"):
     """One image per latent at the given pose(s): pitch / yaw floats or [N] tensors.
 
     Returns (pixels [N, 3, H, W] in [-1, 1], depth [N, H, W]) on the CPU. Renders one image at a
     time (siren in chunks of ``max_batch_size`` points), without jitter or density noise.
     """
-    s = {**DEFAULT_SETTINGS, **(settings or {})}
-    img_size = int(img_size or s["img_size"])
-    num_steps = int(num_steps or s["num_steps"])
+    o = (options or RenderOptions()).replace(nerf_noise=0.0)
+    o = RenderOptions.from_metadata(base=o, img_size=img_size, num_steps=num_steps,
+                                    max_batch_size=o.max_batch_size or RENDER_CHUNK)
     n = frequencies.shape[0]
     pitch = torch.as_tensor(pitch, dtype=torch.float32).reshape(-1).expand(n)
     yaw = torch.as_tensor(yaw, dtype=torch.float32).reshape(-1).expand(n)
@@ -96,11 +69,7 @@ def render_images(generator, frequencies, phase_shifts, pitch, yaw, settings=Non
             for i in _progress(range(n), progress, desc):
                 out = generator.render(
                     frequencies=frequencies[i:i + 1], phase_shifts=phase_shifts[i:i + 1],
-                    pitch=pitch[i:i + 1].to(dev), yaw=yaw[i:i + 1].to(dev), img_size=img_size,
-                    fov=s["fov"], ray_start=s["ray_start"], ray_end=s["ray_end"], num_steps=num_steps,
-                    hierarchical_sample=s["hierarchical_sample"], jitter=False, nerf_noise=0.0,
-                    clamp_mode=s["clamp_mode"], white_back=s["white_back"], last_back=s["last_back"],
-                    max_batch_size=s["max_batch_size"])
+                    pitch=pitch[i:i + 1].to(dev), yaw=yaw[i:i + 1].to(dev), options=o, jitter=False)
                 pixels.append(out["pixels"].float().cpu())
                 depths.append(out["depth"].float().cpu())
     finally:
@@ -108,95 +77,109 @@ def render_images(generator, frequencies, phase_shifts, pitch, yaw, settings=Non
     return torch.cat(pixels), torch.cat(depths)
 
 
-def render_grid(generator, num=16, seed=0, psi=0.7, settings=None, **kw):
+def render_grid(generator, num=16, seed=0, psi=0.7, options=None, **kw):
     """Samples at the mean pose: (pixels [num, 3, H, W], depth [num, H, W])."""
-    s = {**DEFAULT_SETTINGS, **(settings or {})}
+    o = options or RenderOptions()
     f, p = latents(generator, num, seed, psi)
-    return render_images(generator, f, p, s["v_mean"], s["h_mean"], s, seed=seed, **kw)
+    return render_images(generator, f, p, o.pitch, o.yaw, o, seed=seed, **kw)
 
 
-def _spreads(s):
+def _spreads(o: RenderOptions):
     """Yaw and pitch half-ranges for sweeps: the training distribution's spread, capped."""
-    h = float(s.get("h_stddev", 0.3))
-    v = float(s.get("v_stddev", 0.155))
-    if s.get("sample_dist") in ("uniform", "spherical_uniform"):
+    h, v = float(o.h_stddev), float(o.v_stddev)
+    if o.sample_dist in ("uniform", "spherical_uniform"):
         return min(h, 1.2), min(v, 0.6)
     return min(2 * h, 1.2), min(2 * v, 0.6)
 
 
-def render_multiview(generator, num=4, views=5, pitches=3, seed=0, psi=0.7, settings=None, **kw):
+def _sweep(mean, half, n):
+    return [mean + half * (2 * i / max(n - 1, 1) - 1) for i in range(n)] if n > 1 else [mean]
+
+
+def yaw_sweep(generator, frequencies, phase_shifts, options=None, views=7, **kw):
+    """Each latent at ``views`` yaws across the training spread, mean pitch: pixels
+    [N * views, 3, H, W], latent-major (one row per latent in a grid of ``views`` columns)."""
+    o = options or RenderOptions()
+    hs, _ = _spreads(o)
+    rows = [render_images(generator, frequencies, phase_shifts, o.pitch, y, o, **kw)[0]
+            for y in _sweep(o.yaw, hs, views)]                                    # views x [N, 3, H, W]
+    return torch.stack(rows, 1).flatten(0, 1)
+
+
+def render_multiview(generator, num=4, views=5, pitches=3, seed=0, psi=0.7, options=None, **kw):
     """Each identity under a yaw x pitch sweep: pixels [num, pitches * views, 3, H, W] (pitch-major)."""
-    s = {**DEFAULT_SETTINGS, **(settings or {})}
-    hs, vs = _spreads(s)
-    yaws = [s["h_mean"] + hs * (2 * i / max(views - 1, 1) - 1) for i in range(views)]
-    pits = [s["v_mean"] + vs * (2 * i / max(pitches - 1, 1) - 1) for i in range(pitches)] \
-        if pitches > 1 else [s["v_mean"]]
+    o = options or RenderOptions()
+    hs, vs = _spreads(o)
     f, p = latents(generator, num, seed, psi)
     out = []
-    for pi in pits:
-        for ya in yaws:
-            px, _ = render_images(generator, f, p, pi, ya, s, seed=seed, **kw)
+    for pi in _sweep(o.pitch, vs, pitches):
+        for ya in _sweep(o.yaw, hs, views):
+            px, _ = render_images(generator, f, p, pi, ya, o, seed=seed, **kw)
             out.append(px)
     return torch.stack(out, 1)
 
 
-def video_poses(settings, frames=48, mode="auto"):
+def video_poses(options=None, frames=48, mode="auto"):
     """(pitches, yaws) lists along a trajectory: 'orbit' (full yaw circle, for CARLA-like ranges) or
     'front' (an ellipse around the mean pose within the training spread)."""
-    s = {**DEFAULT_SETTINGS, **(settings or {})}
+    o = options or RenderOptions()
     if mode == "auto":
-        mode = "orbit" if float(s.get("h_stddev", 0)) >= 1.0 else "front"
+        mode = "orbit" if float(o.h_stddev) >= 1.0 else "front"
     if mode not in ("orbit", "front"):
         raise ValueError(f"mode must be 'orbit', 'front' or 'auto', got {mode!r}")
-    hs, vs = _spreads(s)
+    hs, vs = _spreads(o)
     ts = [i / frames for i in range(frames)]
     if mode == "orbit":
-        return [s["v_mean"]] * frames, [s["h_mean"] + 2 * math.pi * t for t in ts]
-    return ([s["v_mean"] + 0.5 * vs * math.cos(2 * math.pi * t) for t in ts],
-            [s["h_mean"] + 0.5 * hs * math.sin(2 * math.pi * t) for t in ts])
+        return [o.pitch] * frames, [o.yaw + 2 * math.pi * t for t in ts]
+    return ([o.pitch + 0.5 * vs * math.cos(2 * math.pi * t) for t in ts],
+            [o.yaw + 0.5 * hs * math.sin(2 * math.pi * t) for t in ts])
 
 
-def render_video(generator, num=4, frames=48, mode="auto", seed=0, psi=0.7, settings=None,
+def render_video(generator, num=4, frames=48, mode="auto", seed=0, psi=0.7, options=None,
                  progress=False, **kw):
     """Frames (list of [3, H', W'] grids in [0, 1], one tile per identity) along the trajectory."""
-    s = {**DEFAULT_SETTINGS, **(settings or {})}
-    pitches, yaws = video_poses(s, frames, mode)
+    o = options or RenderOptions()
+    pitches, yaws = video_poses(o, frames, mode)
     f, p = latents(generator, num, seed, psi)
     out = []
     for pi, ya in _progress(list(zip(pitches, yaws)), progress, "video"):
-        px, _ = render_images(generator, f, p, pi, ya, s, seed=seed, **kw)
+        px, _ = render_images(generator, f, p, pi, ya, o, seed=seed, **kw)
         out.append(imaging.make_grid(imaging.to_unit(px), nrow=int(math.ceil(math.sqrt(num)))))
     return out
 
 
-def write_samples(generator, out_dir, num=16, seed=0, psi=0.7, settings=None, identities=4, views=5,
+def write_samples(generator, out_dir, num=16, seed=0, psi=0.7, options=None, identities=4, views=5,
                   pitches=3, video_frames=0, video_mode="auto", progress=False, **kw):
     """Write samples.png, depth.png, multiview.png (identities x yaw sweep at the mean pitch),
     multiview_id<k>.png (pitch x yaw grid per identity) and, when video_frames > 0, video.gif (and
     video.mp4 when imageio-ffmpeg is installed). Returns {name: path}."""
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    s = {**DEFAULT_SETTINGS, **(settings or {})}
+    out_dir = check_output_dir(out_dir)
+    o = options or RenderOptions()
     paths = {}
-    px, depth = render_grid(generator, num, seed, psi, s, progress=progress, desc="samples", **kw)
+
+    def save(name, fn, *args, **kwargs):
+        with writing(out_dir / name):
+            return fn(*args, out_dir / name, **kwargs)
+
+    px, depth = render_grid(generator, num, seed, psi, o, progress=progress, desc="samples", **kw)
     nrow = int(math.ceil(math.sqrt(num)))
-    paths["samples"] = imaging.save_grid(px, out_dir / "samples.png", nrow=nrow)
-    paths["depth"] = imaging.save_png(
-        imaging.make_grid(imaging.depth_to_rgb(depth, s["ray_start"], s["ray_end"]), nrow=nrow),
-        out_dir / "depth.png")
+    paths["samples"] = save("samples.png", imaging.save_grid, px, nrow=nrow)
+    paths["depth"] = save("depth.png", imaging.save_png,
+                          imaging.make_grid(imaging.depth_to_rgb(depth, o.ray_start, o.ray_end), nrow=nrow))
     if identities > 0 and views > 0:
-        mv = render_multiview(generator, identities, views, pitches, seed, psi, s, progress=progress,
+        mv = render_multiview(generator, identities, views, pitches, seed, psi, o, progress=progress,
                               desc="multiview", **kw)                # [I, P*V, 3, H, W]
         mid = (mv.shape[1] // views) // 2                            # the mean-pitch row
         row = mv[:, mid * views:(mid + 1) * views]
-        paths["multiview"] = imaging.save_grid(row.flatten(0, 1), out_dir / "multiview.png", nrow=views)
+        paths["multiview"] = save("multiview.png", imaging.save_grid, row.flatten(0, 1), nrow=views)
         for k in range(identities):
-            paths[f"multiview_id{k}"] = imaging.save_grid(mv[k], out_dir / f"multiview_id{k}.png", nrow=views)
+            paths[f"multiview_id{k}"] = save(f"multiview_id{k}.png", imaging.save_grid, mv[k], nrow=views)
     if video_frames > 0:
         frames = render_video(generator, min(identities or 1, num), video_frames, video_mode, seed, psi,
-                              s, progress=progress, **kw)
-        paths["gif"] = imaging.save_gif(frames, out_dir / "video.gif")
-        mp4 = imaging.save_mp4(frames, out_dir / "video.mp4")
+                              o, progress=progress, **kw)
+        paths["gif"] = save("video.gif", imaging.save_gif, frames)
+        with writing(out_dir / "video.mp4"):
+            mp4 = imaging.save_mp4(frames, out_dir / "video.mp4")
         if mp4 is not None:
             paths["mp4"] = mp4
     return paths
@@ -216,9 +199,11 @@ def load_for_render(checkpoint, device="cpu", use_ema=True):
 
 
 def _parse(argv):
+    from pigan.cli import EXIT_CODES_HELP
     ap = argparse.ArgumentParser(prog="pigan render", description=(
         "Render a sample grid, depth maps, multi-view grids and a video from a checkpoint "
-        "(ours, or pi-GAN's folder / generator.pth)."))
+        "(ours, or pi-GAN's folder / generator.pth)."), epilog=EXIT_CODES_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("checkpoint")
     ap.add_argument("--out", required=True, help="output folder")
     ap.add_argument("--num", type=int, default=16, help="samples in the grid (default 16)")
@@ -252,41 +237,31 @@ def _parse(argv):
     return args
 
 
-def main(argv=None):
-    """``pigan render CHECKPOINT --out DIR [options]``."""
+def _main(argv):
     args = _parse(argv)
     from pigan.checkpoints import CheckpointError
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     if device.type == "cuda" and not torch.cuda.is_available():
-        print("pigan render: error: --device cuda requested but CUDA is not available", file=sys.stderr)
-        return 2
-    try:
-        generator, config = load_for_render(args.checkpoint, device, use_ema=not args.no_ema)
-    except CheckpointError as exc:
-        print(f"pigan render: error: {exc}", file=sys.stderr)
-        return 2
-    if args.curriculum:
-        from pigan.curriculums import get_curriculum
-        try:
-            config = get_curriculum(args.curriculum)
-        except ValueError as exc:
-            print(f"pigan render: error: {exc}", file=sys.stderr)
-            return 2
-    settings = settings_from_config(config)
-    if args.resolution:
-        settings["img_size"] = args.resolution
-    if args.steps:
-        settings["num_steps"] = args.steps
-    if args.max_batch_size:
-        settings["max_batch_size"] = args.max_batch_size
+        raise UsageError("--device cuda requested but CUDA is not available")
     from pigan.ops._backend import backend_status
     ok, why = backend_status(args.backend, device)
     if not ok:
-        print(f"pigan render: error: backend {args.backend!r} cannot run on {device}: {why}", file=sys.stderr)
-        return 2
+        raise UsageError(f"backend {args.backend!r} cannot run on {device}: {why}")
+    options = None
+    if args.curriculum:
+        from pigan.training.config import load_curriculum
+        options = RenderOptions.from_curriculum(load_curriculum(args.curriculum))
+    try:
+        generator, config = load_for_render(args.checkpoint, device, use_ema=not args.no_ema)
+    except CheckpointError as exc:
+        raise UsageError(str(exc)) from exc
+    check_output_dir(args.out)                     # before rendering anything
+    options = options or RenderOptions.from_curriculum(config)
+    options = RenderOptions.from_metadata(base=options, img_size=args.resolution, num_steps=args.steps,
+                                          max_batch_size=args.max_batch_size or options.max_batch_size)
     with ops.use_backend(args.backend):
         paths = write_samples(generator, args.out, num=args.num, seed=args.seed, psi=args.psi,
-                              settings=settings, identities=args.identities, views=args.views,
+                              options=options, identities=args.identities, views=args.views,
                               pitches=args.pitches, video_frames=args.frames, video_mode=args.video,
                               progress=not args.no_progress)
     for name, p in paths.items():
@@ -294,6 +269,11 @@ def main(argv=None):
     if args.frames and "mp4" not in paths:
         print("(no MP4: install imageio and imageio-ffmpeg for one; the GIF has the same frames)")
     return 0
+
+
+def main(argv=None):
+    """``pigan render CHECKPOINT --out DIR [options]``."""
+    return run_command("pigan render", _main, argv)
 
 
 if __name__ == "__main__":

@@ -6,7 +6,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
@@ -27,22 +26,22 @@ def _worker(rank, world, port, out, cache):
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world),
                       LOCAL_RANK=str(rank), PIGAN_CACHE=cache)
     torch.set_num_threads(1)
-    from pigan import train
+    from pigan import training as train
     args, cur, _ = train.resolve_config(TINY + ["--out", out, "--max-steps", "2"])
-    assert train._init_distributed(args.device)
+    assert train.distributed.init_distributed(args.device)
     trainer, ok = None, False
     try:
         assert dist.get_backend() == "gloo"
         trainer = train.Trainer(args, cur)
         init = {k: v.clone() for k, v in trainer.generator.state_dict().items()}
-        trainer.fit()
+        train.fit(trainer)
         torch.save({"generator": trainer.generator.state_dict(), "discriminator": trainer.discriminator.state_dict(),
                     "ema": trainer.ema.state_dict(), "init": init, "step": trainer.step,
                     "batches": trainer.stream._epoch_batches(0, 0)}, Path(out) / f"rank{rank}.pt")
         ok = True
     finally:
         trainer = None
-        train._shutdown_distributed(ok)
+        train.distributed.shutdown_distributed(ok)
 
 
 def test_two_process_gloo_replicas_identical(tmp_path):

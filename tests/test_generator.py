@@ -239,43 +239,6 @@ def test_options_and_builders():
     assert g.avg_frequencies.shape == (1, 9 * 8 * 2 // 2)
 
 
-def test_curricula_and_helpers():
-    from pigan import curriculums as cur
-
-    carla = cur.get_curriculum("CARLA")
-    m = cur.extract_metadata(carla, 12_000)
-    assert (m["batch_size"], m["num_steps"], m["img_size"], m["batch_split"]) == (14, 48, 64, 2)
-    assert m["fov"] == 30 and m["sample_dist"] == "spherical_uniform" and m["white_back"] is True
-    assert m["model"] == "TALLSIREN" and m["discriminator"] == "ProgressiveEncoderDiscriminator"
-    assert cur.next_upsample_step(carla, 0) == 10_000 and cur.next_upsample_step(carla, 10_000) == 55_000
-    # As in pi-GAN, the empty end stage counts as an upsample (its img_size defaults to 512).
-    assert cur.next_upsample_step(carla, 60_000) == 200_000
-    assert cur.next_upsample_step({0: {"img_size": 32}}, 5) == math.inf
-    assert cur.last_upsample_step(carla, 12_000) == 10_000 and cur.last_upsample_step(carla, 9_999) == 0
-    assert cur.final_step(carla) == 200_000 and "batch_size" not in cur.extract_metadata(carla, 200_000)
-    celeba = cur.extract_metadata(cur.get_curriculum("celeba"), 0)
-    assert (celeba["batch_size"], celeba["num_steps"], celeba["img_size"], celeba["gen_lr"],
-            celeba["disc_lr"]) == (56, 12, 64, 6e-5, 2e-4)
-    assert (celeba["r1_lambda"], celeba["pos_lambda"], celeba["h_stddev"], celeba["v_stddev"]) == (0.2, 15, 0.3, 0.155)
-    assert celeba["discriminator"] == "CCSEncoderDiscriminator" and celeba["eval_last_back"] is True
-    cats = cur.extract_metadata(cur.get_curriculum("cats"), 0)
-    assert (cats["batch_size"], cats["num_steps"], cats["batch_split"], cats["sample_dist"]) == (28, 24, 4, "uniform")
-    assert cats["discriminator"] == "StridedDiscriminator"
-    assert cur.get_current_step({"update_epochs": [2, 5]}, 3) == 1
-    # Deep copies: editing one never changes the module's curricula.
-    a = cur.get_curriculum("demo")
-    a[0]["batch_size"] = 999
-    assert cur.get_curriculum("demo")[0]["batch_size"] != 999
-    with pytest.raises(ValueError, match="unknown curriculum 'nope'.*celeba"):
-        cur.get_curriculum("nope")
-    # The demo curriculum builds its (small) models and runs a generator pass.
-    demo = cur.extract_metadata(cur.get_curriculum("demo"), 0)
-    g = ImplicitGenerator3d(demo["model"], demo["latent_dim"], **demo)
-    assert g.siren.hidden_dim == demo["hidden_dim"] == 32 and g.siren.mapping_network.network[0].out_features == 64
-    pixels, pose = g(torch.randn(2, demo["latent_dim"]), **{**demo, "img_size": 4, "nerf_noise": 1.0})
-    assert pixels.shape == (2, 3, 4, 4) and pose.shape == (2, 2)
-
-
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_cuda_fast_path_matches_reference(monkeypatch):

@@ -18,7 +18,8 @@ from PIL import Image
 
 from pigan.checkpoints import save_checkpoint
 from pigan.generators import ImplicitGenerator3d
-from pigan.invert import _render, invert, main, psnr, render_options
+from pigan.invert import _render, invert, main, psnr
+from pigan.render_options import RenderOptions
 
 
 @pytest.fixture(autouse=True)
@@ -44,7 +45,7 @@ OPTS = {"fov": 12, "ray_start": 0.88, "ray_end": 1.12, "hierarchical_sample": Fa
 @pytest.mark.parametrize("seed", [0, 3])
 def test_inversion_recovers_known_z(seed):
     g = _smooth_generator(seed)
-    opts = render_options(OPTS, img_size=16, num_steps=8)
+    opts = RenderOptions.from_curriculum(OPTS, img_size=16, num_steps=8)
     z = torch.randn(1, 16)
     with torch.no_grad():
         f, p = g.siren.mapping_network(z)
@@ -59,7 +60,7 @@ def test_inversion_recovers_known_z(seed):
     assert gain >= 8 and psnr(res["fit"][0], target) >= 48, (psnr(start, target), psnr(res["fit"][0], target))
     assert res["losses"][-1] < 0.2 * res["losses"][0]
     # the fitted latent is 3-D: an unseen pose is closer to the truth than the mean latent's
-    yaw = opts["yaw"] + 0.3
+    yaw = opts.yaw + 0.3
     with torch.no_grad():
         truth = _render(g, f, p, opts, yaw=yaw, jitter=False)[0]
         novel = _render(g, res["frequencies"], res["phase_shifts"], opts, yaw=yaw, jitter=False)[0]
@@ -114,3 +115,17 @@ def test_invert_command_errors(tmp_path, capsys):
     assert "no images" in capsys.readouterr().err
     assert main([str(ckpt), str(tmp_path / "empty"), "--iterations", "0"]) == 2
     assert "--iterations must be a positive integer" in capsys.readouterr().err
+
+
+def test_invert_command_refuses_values_that_cannot_work(tmp_path, capsys):
+    Image.new("RGB", (8, 8)).save(tmp_path / "x.png")
+    ckpt = save_checkpoint(tmp_path / "g.pt", generator=_smooth_generator(), config={})
+    assert main([str(ckpt), str(tmp_path / "x.png"), "--num-steps", "1", "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert err == "pigan invert: error: --num-steps must be an integer >= 2, got 1\n"
+    blocker = tmp_path / "a_file"
+    blocker.write_text("x")
+    assert main([str(ckpt), str(tmp_path / "x.png"), "--out", str(blocker / "sub"), "--iterations", "1",
+                 "--no-progress"]) == 3
+    err = capsys.readouterr().err
+    assert err.startswith("pigan invert: error: output folder") and "not writable" in err and err.count("\n") == 1

@@ -4,7 +4,8 @@ matplotlib loss plot, and the MP4 orbit video through imageio + ffmpeg."""
 import pytest
 import torch
 
-from pigan import render, train
+from pigan import render
+from pigan import training as train
 from pigan.checkpoints import save_checkpoint
 from pigan.curriculums import get_curriculum
 from pigan.generators import ImplicitGenerator3d

@@ -10,6 +10,7 @@ from pigan import imaging, render
 from pigan.checkpoints import save_checkpoint
 from pigan.curriculums import get_curriculum
 from pigan.generators import ImplicitGenerator3d
+from pigan.render_options import RenderOptions
 
 
 @pytest.fixture(scope="module")
@@ -54,14 +55,14 @@ def test_cli_bad_input_is_a_clear_error(tmp_path, capsys):
 
 def test_library_calls_are_deterministic_and_pose_dependent(tiny_ckpt):
     _, g = tiny_ckpt
-    s = render.settings_from_config(get_curriculum("demo"))
-    assert s["img_size"] == 32 and s["white_back"] is True and s["fov"] == 12
-    a, da = render.render_grid(g, num=2, seed=1, settings=s, img_size=6, num_steps=4)
-    b, _ = render.render_grid(g, num=2, seed=1, settings=s, img_size=6, num_steps=4)
+    s = RenderOptions.from_curriculum(get_curriculum("demo"))
+    assert s.img_size == 32 and s.white_back is True and s.fov == 12
+    a, da = render.render_grid(g, num=2, seed=1, options=s, img_size=6, num_steps=4)
+    b, _ = render.render_grid(g, num=2, seed=1, options=s, img_size=6, num_steps=4)
     torch.testing.assert_close(a, b, rtol=0, atol=0)
     assert a.shape == (2, 3, 6, 6) and da.shape == (2, 6, 6)
     assert a.min() >= -1 and a.max() <= 1
-    mv = render.render_multiview(g, num=2, views=3, pitches=1, seed=1, settings=s, img_size=6, num_steps=4)
+    mv = render.render_multiview(g, num=2, views=3, pitches=1, seed=1, options=s, img_size=6, num_steps=4)
     assert mv.shape == (2, 3, 3, 6, 6)
     torch.testing.assert_close(mv[:, 1], a, rtol=1e-6, atol=1e-6)     # middle view = mean pose
     assert (mv[:, 0] - mv[:, 2]).abs().max() > 0                      # views differ
@@ -71,12 +72,12 @@ def test_library_calls_are_deterministic_and_pose_dependent(tiny_ckpt):
 
 
 def test_video_poses_and_imaging():
-    p, y = render.video_poses({"h_stddev": math.pi, "h_mean": 1.0, "v_mean": 0.7}, frames=4)
+    p, y = render.video_poses(RenderOptions(h_stddev=math.pi, h_mean=1.0, v_mean=0.7), frames=4)
     assert p == [0.7] * 4 and y[1] - y[0] == pytest.approx(math.pi / 2)
-    p, y = render.video_poses({"h_stddev": 0.3, "v_stddev": 0.155}, frames=4)
+    p, y = render.video_poses(RenderOptions(h_stddev=0.3, v_stddev=0.155), frames=4)
     assert max(abs(v - math.pi / 2) for v in y) <= 0.3 + 1e-9
     with pytest.raises(ValueError, match="mode"):
-        render.video_poses({}, mode="spin")
+        render.video_poses(RenderOptions(), mode="spin")
     grid = imaging.make_grid(torch.zeros(5, 3, 4, 4), nrow=2, padding=1)
     assert grid.shape == (3, 3 * 5 + 1, 2 * 5 + 1)
     assert grid[:, 0].eq(1).all() and grid[:, 1:5, 1:5].eq(0).all()

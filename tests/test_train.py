@@ -11,8 +11,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from pigan import train
+from pigan import curriculums as C
+from pigan import training as train
 from pigan.checkpoints import load_checkpoint
+from pigan.cli import UsageError
 
 TINY = ["--set", "hidden_dim=16", "--set", "map_hidden_dim=16", "--set", "latent_dim=8",
         "--set", "disc_max_channels=16", "--img-size", "8", "--batch-size", "4", "--num-steps", "6",
@@ -39,8 +41,8 @@ def test_few_steps_finite_losses_and_parameters_move(tmp_path):
     args, cur, _ = train.resolve_config(TINY + ["--out", str(tmp_path / "run"), "--max-steps", "2"])
     trainer = train.Trainer(args, cur)
     g0, d0 = _flat(trainer.generator.state_dict()), _flat(trainer.discriminator.state_dict())
-    meta = train.extract_metadata(cur, 0)
-    trainer._ensure_data(meta)
+    meta = C.extract_metadata(cur, 0)
+    trainer.ensure_data(meta)
     for _ in range(2):
         real, trainer.epoch, trainer.position = trainer.stream.next(trainer.epoch, trainer.position, trainer.step)
         out = trainer.train_step(real, meta)
@@ -59,11 +61,82 @@ def test_few_steps_finite_losses_and_parameters_move(tmp_path):
     assert not torch.equal(e, g) and not torch.equal(e, i)
 
 
-def test_ema_warmup_matches_torch_ema_rule():
-    fn = train.ema_multi_avg_fn(0.999)
-    e, c = [torch.zeros(3)], [torch.ones(3)]
-    fn(e, c, torch.tensor(1))                 # decay min(0.999, 2/11)
-    assert torch.allclose(e[0], torch.full((3,), 1 - 2 / 11))
+def test_ema_warmup_is_torch_emas_on_real_modules():
+    """torch_ema: update k (1-based) makes s <- d s + (1 - d) p with d = min(decay, (1 + k) / (10 + k)),
+    the first update included; checked in float64 over several updates of a real generator."""
+    from pigan.generators import ImplicitGenerator3d
+    torch.manual_seed(0)
+    g = ImplicitGenerator3d("TALLSIREN", 4, hidden_dim=8, map_hidden_dim=8).double()
+    for decay in (0.999, 0.5):
+        ema = train.EMA(g, decay)
+        want = {k: v.detach().clone() for k, v in g.named_parameters()}
+        for k in range(1, 8):
+            with torch.no_grad():
+                for p in g.parameters():
+                    p.add_(torch.randn_like(p))
+            ema.update_parameters(g)
+            d = min(decay, (1 + k) / (10 + k))
+            for name, p in g.named_parameters():
+                want[name] = d * want[name] + (1 - d) * p.detach()
+            got = dict(ema.module.named_parameters())
+            for name in want:
+                torch.testing.assert_close(got[name], want[name], rtol=1e-12, atol=1e-12)
+            assert int(ema.n_averaged) == k
+    assert train.ema_decay(0.999, 1) == 2 / 11 and train.ema_decay(0.9, 1000) == 0.9
+
+
+def test_ema_state_round_trips_as_an_averaged_model():
+    from torch.optim.swa_utils import AveragedModel
+
+    from pigan.generators import ImplicitGenerator3d
+    g = ImplicitGenerator3d("TALLSIREN", 4, hidden_dim=8, map_hidden_dim=8)
+    ema = train.EMA(g, 0.999)
+    ema.update_parameters(g)
+    plain = AveragedModel(g)
+    plain.load_state_dict(ema.state_dict())              # the checkpoint format is unchanged
+    assert int(plain.n_averaged) == 1
+
+
+def test_clipping_with_batch_split_engages_as_pigans():
+    """pi-GAN sums sub-batch losses and clips the sum's gradient; we average, so the threshold is
+    divided by batch_split: the clipped update is pi-GAN's, whatever batch_split."""
+    from pigan.training.step import accumulate_and_step
+
+    torch.manual_seed(0)
+    x = torch.randn(8, 5, dtype=torch.float64)
+    base = torch.nn.Linear(5, 1).double()
+    scaler = torch.amp.GradScaler("cuda", enabled=False)
+
+    for split in (1, 2, 4):
+        m = torch.nn.Linear(5, 1).double()
+        m.load_state_dict(base.state_dict())
+        opt = torch.optim.SGD(m.parameters(), lr=1.0)
+        sub = 8 // split
+        opt.zero_grad()
+        for i in range(split):
+            (m(x[i * sub:(i + 1) * sub]) ** 2).mean().backward()
+        pigan_norm = torch.nn.utils.clip_grad_norm_(m.parameters(), float("inf"))
+        clip = float(pigan_norm) * 0.5          # a threshold pi-GAN's gradient exceeds
+        # pi-GAN's clipped gradient (sum of sub-batch gradients, clipped at `clip`)
+        pigan_grads = [p.grad * min(1.0, clip / (float(pigan_norm) + 1e-6)) for p in m.parameters()]
+        # ours: averaged sub-batch losses, threshold clip / split -> pi-GAN's gradient / split
+        m2 = torch.nn.Linear(5, 1).double()
+        m2.load_state_dict(base.state_dict())
+        opt2 = torch.optim.SGD(m2.parameters(), lr=0.0)
+        _, norm = accumulate_and_step(
+            lambda i: ((m2(x[i * sub:(i + 1) * sub]) ** 2).mean(), {}), split, opt2, m2.parameters(), scaler, clip)
+        assert norm == pytest.approx(float(pigan_norm), rel=1e-12)     # reported in pi-GAN's scale
+        # equal up to clip_grad_norm_'s 1e-6 guard added to the norm (ours is 1/split of pi-GAN's)
+        for p, want in zip(m2.parameters(), pigan_grads):
+            torch.testing.assert_close(p.grad * split, want, rtol=1e-6 * split / float(pigan_norm), atol=0)
+        # and a threshold above pi-GAN's norm leaves the gradient alone, as there
+        m3 = torch.nn.Linear(5, 1).double()
+        m3.load_state_dict(base.state_dict())
+        opt3 = torch.optim.SGD(m3.parameters(), lr=0.0)
+        accumulate_and_step(lambda i: ((m3(x[i * sub:(i + 1) * sub]) ** 2).mean(), {}), split, opt3,
+                            m3.parameters(), scaler, float(pigan_norm) * 1.01)
+        for p, q in zip(m3.parameters(), m.parameters()):
+            torch.testing.assert_close(p.grad * split, q.grad, rtol=1e-9, atol=1e-12)
 
 
 def test_batch_stream_shards_and_order(tmp_path):
@@ -76,7 +149,7 @@ def test_batch_stream_shards_and_order(tmp_path):
     assert len(b0) == 2 and not set(flat0) & set(flat1) and len(set(flat0 + flat1)) == 16
     assert s0._epoch_batches(1, 0) != b0          # a new epoch reshuffles
     assert s0._epoch_batches(0, 1) == b0[1:]      # resuming mid-epoch continues the same order
-    with pytest.raises(train.UsageError, match="too few"):
+    with pytest.raises(UsageError, match="too few"):
         train.BatchStream(ds, 16, seed=0, rank=0, world=2, num_workers=0, device=torch.device("cpu"))
 
 
@@ -93,7 +166,6 @@ def test_progressive_growing_from_a_curriculum_file(tmp_path):
     code = train.main(["--curriculum", str(path), "--out", str(out), "--log-every", "1", "--no-progress",
                        "--num-images", "16", "--sample-every", "0", "--num-samples", "2"])
     assert code == 0
-    rows = train.read_csv(out / "log.csv") if hasattr(train, "read_csv") else None
     from pigan.logging_utils import read_csv
     rows = read_csv(out / "log.csv")
     assert [int(r["step"]) for r in rows] == [1, 2, 3, 4, 5]      # the empty stage at 5 ends training
@@ -159,6 +231,14 @@ def test_sigterm_then_resume_continues_exactly(tmp_path):
     (["--batch-size", "-4"], "batch_size (stage 0) must be a positive integer, got -4"),
     (["--img-size", "0"], "img_size (stage 0) must be a positive integer"),
     (["--num-steps", "-1"], "num_steps (stage 0) must be a positive integer"),
+    (["--num-steps", "1"], "num_steps (stage 0) must be at least 2"),
+    (["--set", "fov=0"], "fov (degrees) must be a number > 0 and < 180, got 0"),
+    (["--set", "ray_end=0.5"], "ray_end must be a number > 0.88"),
+    (["--set", "topk_v=1.5"], "topk_v must be a number > 0 and <= 1"),
+    (["--set", "clamp_mode=tanh"], "clamp_mode must be one of relu, softplus"),
+    (["--set", "r1_lambda=-1"], "r1_lambda must be a number >= 0"),
+    (["--set", "betas=0.5"], "betas must be two numbers in [0, 1)"),
+    (["--set", "*.gen_lr=nan"], "gen_lr must be a positive number"),
     (["--max-steps", "-10"], "--max-steps must be a positive integer"),
     (["--img-size", "12"], "img_size must be a power of two"),
     (["--batch-size", "6", "--batch-split", "4"], "not divisible by batch_split 4"),
@@ -179,8 +259,9 @@ def test_unwritable_output_folder(tmp_path, capsys):
     blocker = tmp_path / "a_file"
     blocker.write_text("x")
     code = train.main(TINY + ["--out", str(blocker / "run"), "--max-steps", "1"])
-    assert code == 2
-    assert "is not writable" in capsys.readouterr().err
+    assert code == 3
+    err = capsys.readouterr().err
+    assert "is not writable" in err and err.count("\n") == 1
 
 
 def test_empty_data_folder(tmp_path, capsys):
@@ -194,15 +275,15 @@ def test_overrides_and_curriculum_files(tmp_path):
     cur = train.apply_overrides(train.load_curriculum("demo"),
                                 ["fov=15", "0.batch_size=2", "*.num_steps=5", "white_back=false", "model=TALLSIREN"])
     assert cur["fov"] == 15 and cur[0]["batch_size"] == 2 and cur["white_back"] is False
-    assert all(cur[s]["num_steps"] == 5 for s in train.stage_steps(cur)) and cur["model"] == "TALLSIREN"
+    assert all(cur[s]["num_steps"] == 5 for s in C.training_stages(cur)) and cur["model"] == "TALLSIREN"
     py = tmp_path / "c.py"
     py.write_text("import math\ncurriculum = {0: {'batch_size': 2, 'num_steps': 4, 'img_size': 8}, 'fov': math.pi}\n")
     assert train.load_curriculum(str(py))["fov"] == math.pi
-    with pytest.raises(train.UsageError, match="does not exist"):
+    with pytest.raises(UsageError, match="does not exist"):
         train.load_curriculum(str(tmp_path / "missing.json"))
     bad = tmp_path / "bad.json"
     bad.write_text("{not json")
-    with pytest.raises(train.UsageError, match="could not read curriculum file"):
+    with pytest.raises(UsageError, match="could not read curriculum file"):
         train.load_curriculum(str(bad))
 
 
@@ -211,7 +292,7 @@ def test_curriculum_name_wins_over_a_directory_of_that_name(tmp_path, monkeypatc
     (tmp_path / "other").mkdir()
     monkeypatch.chdir(tmp_path)
     assert train.load_curriculum("demo")["hidden_dim"] == train.load_curriculum("DEMO")["hidden_dim"]
-    with pytest.raises(train.UsageError, match="curriculum file 'other' does not exist"):
+    with pytest.raises(UsageError, match="curriculum file 'other' does not exist"):
         train.load_curriculum("other")
 
 

@@ -1,0 +1,31 @@
+"""`pigan train`: pi-GAN's training loop on the engine's model.
+
+One step = a discriminator update (softplus non-saturating loss, R1 on reals, position/latent loss
+on fakes) then a generator update (top-k softplus loss, position/latent loss), each over
+``batch_split`` sub-batches with gradient accumulation and gradient-norm clipping; then the two
+EMAs of the generator are updated (torch_ema's warm-up, as pi-GAN).
+
+Differences from pi-GAN's script, on purpose:
+- sub-batch losses are divided by ``batch_split`` (pi-GAN sums them), so ``batch_split`` only trades
+  memory for time and never changes the update; the clipping threshold is divided alike, so it
+  engages exactly when pi-GAN's does, and logged gradient norms are in pi-GAN's scale. The
+  discriminator step is split too.
+- the data order and flips are a function of (seed, epoch, position, step), and the sample grids
+  run under a forked RNG, so a resumed run continues exactly as an uninterrupted one.
+- the discriminator sees reals and fakes in one forward pass (same maths; one DDP forward per
+  backward), and the generator step runs the discriminator outside DDP with its grads off.
+- the curriculum's ``batch_size`` is per process, as in pi-GAN's multi-GPU runs.
+
+Modules: ``config`` (arguments, curriculum loading and validation), ``loss``, ``step`` (the shared
+accumulate-clip-step), ``state`` (RNG, EMA, checkpoint reading), ``data`` (batch streaming),
+``distributed``, ``trainer`` (models, optimisers, one training step), ``loop`` (the fit loop, main).
+"""
+from .config import CHECKPOINT_NAME, apply_overrides, build_parser, load_curriculum, resolve_config, validate_curriculum
+from .data import BatchStream, StageData
+from .loop import fit, main, run
+from .state import EMA, ema_decay
+from .trainer import Trainer, build_models, model_configs
+
+__all__ = ["CHECKPOINT_NAME", "apply_overrides", "build_parser", "load_curriculum", "resolve_config",
+           "validate_curriculum", "BatchStream", "StageData", "fit", "main", "run", "EMA", "ema_decay",
+           "Trainer", "build_models", "model_configs"]
