@@ -13,12 +13,12 @@ It is written atomically (temporary file in the same folder, fsync, ``os.replace
 mid-write leaves the previous file intact.
 
 pi-GAN saves whole pickled modules (``generator.pth``, ``discriminator.pth``) that name pi-GAN's
-module paths (``siren.siren``, ``generators.generators``, ``discriminators.discriminators``) and a
-pickled ``torch_ema.ExponentialMovingAverage`` (``ema.pth``). ``load_pigan_checkpoint`` reads them
-without pi-GAN or torch_ema installed: an Unpickler maps those classes to inert stand-ins (plain
-``nn.Module`` subclasses that only hold the pickled attributes), refuses globals outside torch and a
-few standard modules, and we then copy the state into freshly built modules of ours. Unpickling
-still executes code from the file: a warning says so; load only files you trust.
+module paths (``siren.siren``, ``generators.generators``, ``discriminators.*``) and a pickled
+``torch_ema.ExponentialMovingAverage`` (``ema.pth``). ``load_pigan_checkpoint`` reads them without
+pi-GAN or torch_ema installed and without running code from the file: ``pigan.released_pickle``
+admits an exact list of globals (pi-GAN's classes mapped to inert stand-ins, the torch layers and
+tensor rebuild functions they need, two containers) and refuses any other with an error naming it;
+the state is then copied into freshly built modules of ours.
 """
 from __future__ import annotations
 
@@ -27,13 +27,14 @@ import os
 import pickle
 import sys
 import tempfile
-import types
 import warnings
 from collections import OrderedDict
 from pathlib import Path
 
 import torch
 import torch.nn as nn
+
+from pigan import released_pickle
 
 FORMAT = "pigan-kernels/1"
 RESERVED = ("format", "generator", "discriminator", "ema", "generator_config",
@@ -240,73 +241,15 @@ def load_discriminator(path, map_location="cpu"):
 
 
 # ---------------------------------------------------------------------------- pi-GAN's pickles
-PIGAN_PACKAGES = ("siren", "generators", "discriminators")
-_SAFE_PREFIXES = ("torch", "collections", "copyreg", "numpy", "_codecs", "functools")
-_SAFE_BUILTINS = {"set", "frozenset", "slice", "range", "complex", "bytearray", "dict", "list",
-                  "tuple", "int", "float", "bool", "str", "bytes", "object"}
-
-
-class PiganStandIn(nn.Module):
-    """Inert holder for an unpickled pi-GAN module: its attributes, parameters and submodules, no
-    behaviour. ``pigan_class`` is the original ``module.Class`` path."""
-
-    pigan_class = "?"
-
-
-class EMAStandIn:
-    """Holds an unpickled torch_ema.ExponentialMovingAverage's attributes (decay, num_updates,
-    shadow_params, collected_params)."""
-
-    def __setstate__(self, state):
-        self.__dict__.update(state)
-
-    def copy_to(self, parameters):
-        """torch_ema's copy_to: shadow values into the parameters that require grad, in order."""
-        params = [p for p in parameters if p.requires_grad]
-        with torch.no_grad():
-            for s, p in zip(self.shadow_params, params):
-                p.copy_(s)
-
-
-_STANDINS: dict = {}
-
-
-def _standin(module, name):
-    key = f"{module}.{name}"
-    if key not in _STANDINS:
-        _STANDINS[key] = type(name, (PiganStandIn,), {"pigan_class": key, "__module__": __name__})
-    return _STANDINS[key]
-
-
-class _RemapUnpickler(pickle.Unpickler):
-    def find_class(self, module, name):
-        top = module.split(".")[0]
-        if top in PIGAN_PACKAGES:
-            return _standin(module, name)
-        if top == "torch_ema":
-            return EMAStandIn
-        if top in ("builtins", "__builtin__"):
-            if name in _SAFE_BUILTINS:
-                return super().find_class(module, name)
-        elif top in _SAFE_PREFIXES:
-            return super().find_class(module, name)
-        raise pickle.UnpicklingError(f"refusing to load global {module}.{name}: not torch, not pi-GAN")
-
-
-_remap_pickle = types.ModuleType("pigan_remap_pickle")
-_remap_pickle.Unpickler = _RemapUnpickler
-_remap_pickle.load = lambda f, **kw: _RemapUnpickler(f, **kw).load()
-_remap_pickle.__name__ = "pigan_remap_pickle"
+PiganStandIn = released_pickle.PiganStandIn
+EMAStandIn = released_pickle.EMAStandIn
 
 
 def _unpickle(path: Path, map_location):
     if not path.is_file():
         raise CheckpointError(f"pi-GAN checkpoint file not found: {str(path)!r}")
-    warnings.warn(f"loading {str(path)!r} with weights_only=False: unpickling pi-GAN's checkpoint "
-                  "can execute code from the file; load only files you trust", UserWarning, stacklevel=3)
     try:
-        return torch.load(path, map_location=map_location, weights_only=False,
-                          pickle_module=_remap_pickle)
+        return released_pickle.load(path, map_location=map_location)
     except Exception as exc:
         raise CheckpointError(f"{str(path)!r} is not a readable pi-GAN checkpoint: "
                               f"{type(exc).__name__}: {exc}") from exc
@@ -363,7 +306,7 @@ def _convert_generator(obj, path):
     g.epoch, g.step = getattr(obj, "epoch", 0), getattr(obj, "step", 0)
     for attr in ("avg_frequencies", "avg_phase_shifts"):
         if isinstance(obj.__dict__.get(attr), torch.Tensor):
-            setattr(g, attr, obj.__dict__[attr])
+            setattr(g, attr, obj.__dict__[attr].detach().clone())
     return g
 
 
@@ -438,7 +381,8 @@ def main(argv=None):
     ap = argparse.ArgumentParser(prog="pigan convert", description=(
         "Convert a released pi-GAN checkpoint (folder with generator.pth, ema.pth, discriminator.pth, "
         "or a path to generator.pth) to a pigan-kernels checkpoint loadable with weights_only=True. "
-        "Unpickling pi-GAN's files can execute code: convert only files you trust."))
+        "pi-GAN's pickles are read through an allowlist of the globals they need; any other global "
+        "is refused by name and nothing from the file is run."))
     ap.add_argument("src", help="pi-GAN checkpoint folder or generator.pth")
     ap.add_argument("dst", help="output checkpoint file (.pt)")
     args = ap.parse_args(argv)

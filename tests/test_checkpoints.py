@@ -4,6 +4,7 @@ import os
 import pickle
 import sys
 import types
+import warnings
 
 import pytest
 import torch
@@ -115,10 +116,13 @@ def test_errors_name_the_file(tmp_path):
 
 # ----------------------------------------------------------------------------- pi-GAN's pickles
 def _pigan_modules():
-    """Classes with pi-GAN's attribute layout, defined under pi-GAN's module paths."""
+    """Classes with pi-GAN's attribute layout, defined under pi-GAN's module paths: siren.siren,
+    generators.generators, discriminators.discriminators (which star-imports its blocks from
+    discriminators.sgdiscriminators, so those pickle under that path) and torch_ema.ema."""
     siren = types.ModuleType("siren.siren")
     gens = types.ModuleType("generators.generators")
     discs = types.ModuleType("discriminators.discriminators")
+    sgdiscs = types.ModuleType("discriminators.sgdiscriminators")
     ema_mod = types.ModuleType("torch_ema.ema")
 
     class FiLMLayer(nn.Module):
@@ -139,7 +143,7 @@ def _pigan_modules():
             super().__init__()
             self.scale_factor = 2 / s
 
-    class SPATIALSIRENBASELINE(nn.Module):
+    class TALLSIREN(nn.Module):
         def __init__(self, input_dim=2, z_dim=100, hidden_dim=256, output_dim=1, device=None):
             super().__init__()
             self.device, self.input_dim, self.z_dim = device, input_dim, z_dim
@@ -148,8 +152,13 @@ def _pigan_modules():
                                          [FiLMLayer(hidden_dim, hidden_dim) for _ in range(7)])
             self.final_layer = nn.Linear(hidden_dim, 1)
             self.color_layer_sine = FiLMLayer(hidden_dim + 3, hidden_dim)
-            self.color_layer_linear = nn.Sequential(nn.Linear(hidden_dim, 3))
+            self.color_layer_linear = nn.Sequential(nn.Linear(hidden_dim, 3), nn.Sigmoid())
             self.mapping_network = CustomMappingNetwork(z_dim, 256, 9 * hidden_dim * 2)
+
+    class SPATIALSIRENBASELINE(TALLSIREN):
+        def __init__(self, input_dim=2, z_dim=100, hidden_dim=256, output_dim=1, device=None):
+            super().__init__(input_dim, z_dim, hidden_dim, output_dim, device)
+            self.color_layer_linear = nn.Sequential(nn.Linear(hidden_dim, 3))
             self.gridwarper = UniformBoxWarp(0.24)
 
     class ImplicitGenerator3d(nn.Module):
@@ -158,6 +167,10 @@ def _pigan_modules():
             self.z_dim = z_dim
             self.siren = siren(output_dim=4, z_dim=self.z_dim, input_dim=3, device=None)
             self.epoch, self.step = 3, 1234
+
+        def set_device(self, device):
+            self.device = device
+            self.siren.device = device
 
     class AdapterBlock(nn.Module):
         def __init__(self, c):
@@ -183,6 +196,14 @@ def _pigan_modules():
                                          nn.LeakyReLU(0.2))
             self.proj = nn.Conv2d(i, o, 1, stride=2)
 
+    class ResidualCoordConvBlock(nn.Module):
+        def __init__(self, i, o, downsample=False):
+            super().__init__()
+            self.network = nn.Sequential(CoordConv(i, o, kernel_size=3, padding=1), nn.LeakyReLU(0.2),
+                                         CoordConv(o, o, kernel_size=3, padding=1), nn.LeakyReLU(0.2))
+            self.proj = nn.Conv2d(i, o, 1) if i != o else None
+            self.downsample = downsample
+
     class CCSEncoderDiscriminator(nn.Module):
         def __init__(self):
             super().__init__()
@@ -193,97 +214,145 @@ def _pigan_modules():
             self.final_layer = nn.Conv2d(400, 259, 2)
             self.img_size_to_layer = {2: 7, 4: 6, 8: 5, 16: 4, 32: 3, 64: 2, 128: 1, 256: 0}
 
-    class ExponentialMovingAverage:
+    class ProgressiveEncoderDiscriminator(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.epoch, self.step = 0, 0
+            ch = [16, 32, 64, 128, 256, 400, 400, 400, 400]
+            self.layers = nn.ModuleList([ResidualCoordConvBlock(ch[i], ch[i + 1], downsample=True)
+                                         for i in range(8)])
+            self.fromRGB = nn.ModuleList([AdapterBlock(c) for c in ch])
+            self.final_layer = nn.Conv2d(400, 259, 2)
+            self.img_size_to_layer = {2: 8, 4: 7, 8: 6, 16: 5, 32: 4, 64: 3, 128: 2, 256: 1, 512: 0}
+
+    class ExponentialMovingAverage:                         # torch_ema 0.2's attributes
         def __init__(self, parameters, decay):
             self.decay, self.num_updates = decay, 0
             self.shadow_params = [p.clone().detach() for p in parameters if p.requires_grad]
             self.collected_params = []
 
-    for mod, classes in ((siren, [FiLMLayer, CustomMappingNetwork, UniformBoxWarp, SPATIALSIRENBASELINE]),
+    for mod, classes in ((siren, [FiLMLayer, CustomMappingNetwork, UniformBoxWarp, TALLSIREN,
+                                  SPATIALSIRENBASELINE]),
                          (gens, [ImplicitGenerator3d]),
-                         (discs, [AdapterBlock, AddCoords, CoordConv, ResidualCCBlock, CCSEncoderDiscriminator]),
+                         (sgdiscs, [AdapterBlock, ResidualCCBlock]),
+                         (discs, [AddCoords, CoordConv, ResidualCoordConvBlock, CCSEncoderDiscriminator,
+                                  ProgressiveEncoderDiscriminator]),
                          (ema_mod, [ExponentialMovingAverage])):
         for cls in classes:
             cls.__module__ = mod.__name__
             cls.__qualname__ = cls.__name__
             setattr(mod, cls.__name__, cls)
-    mods = {"siren.siren": siren, "generators.generators": gens,
-            "discriminators.discriminators": discs, "torch_ema.ema": ema_mod}
+    mods = {m.__name__: m for m in (siren, gens, discs, sgdiscs, ema_mod)}
     for name in list(mods):                                 # parent packages, for pickle's import
-        parent = types.ModuleType(name.split(".")[0])
+        top, child = name.split(".")
+        parent = mods.setdefault(top, types.ModuleType(top))
         parent.__path__ = []
-        setattr(parent, name.split(".")[1], mods[name])
-        mods[parent.__name__] = parent
+        setattr(parent, child, mods[name])
     return mods
 
 
-@pytest.fixture(scope="module")
-def pigan_dir(tmp_path_factory):
-    """A folder like pi-GAN's output: generator.pth, ema.pth, discriminator.pth (whole pickles)."""
-    out = tmp_path_factory.mktemp("pigan_run")
+def _saved_pigan_run(out, siren="SPATIALSIRENBASELINE", disc="CCSEncoderDiscriminator", hidden=256,
+                     legacy=False):
+    """Write generator.pth, ema.pth, discriminator.pth as pi-GAN's train.py does (torch.save of the
+    modules and of the torch_ema object) with pi-GAN's classes importable only while saving.
+    Returns the folder; the expected tensors are in out / "expected.pt"."""
     mods = _pigan_modules()
     saved = {name: sys.modules.get(name) for name in mods}
     sys.modules.update(mods)
+    kw = {"_use_new_zipfile_serialization": not legacy}   # legacy: torch < 1.6's format
     try:
         torch.manual_seed(0)
-        gen = mods["generators.generators"].ImplicitGenerator3d(
-            mods["siren.siren"].SPATIALSIRENBASELINE, 256)
-        gen.avg_frequencies = torch.full((1, 4608), 0.5)
+        gen = mods["generators.generators"].ImplicitGenerator3d(getattr(mods["siren.siren"], siren), 256)
+        if hidden != 256:
+            gen.siren = getattr(mods["siren.siren"], siren)(input_dim=3, z_dim=256, hidden_dim=hidden)
+        gen.set_device(torch.device("cuda", 0))             # pi-GAN trains on GPU: a device attribute
+        gen.avg_frequencies = torch.full((1, 9 * hidden), 0.5)
         ema = mods["torch_ema.ema"].ExponentialMovingAverage(gen.parameters(), decay=0.999)
         ema.shadow_params = [s + 0.01 * torch.randn_like(s) for s in ema.shadow_params]
-        disc = mods["discriminators.discriminators"].CCSEncoderDiscriminator()
-        torch.save(gen, out / "generator.pth")
-        torch.save(ema, out / "ema.pth")
-        torch.save(disc, out / "discriminator.pth")
-        (out / "legacy").mkdir()                            # torch < 1.6's non-zip format
-        torch.save(gen, out / "legacy" / "generator.pth", _use_new_zipfile_serialization=False)
-        expected = {"generator": gen.state_dict(), "discriminator": disc.state_dict(),
-                    "ema": dict(zip([n for n, _ in gen.named_parameters()], ema.shadow_params))}
+        ema.num_updates = 17
+        d = getattr(mods["discriminators.discriminators"], disc)()
+        with warnings.catch_warnings():                     # legacy saving looks for class sources
+            warnings.filterwarnings("ignore", message="Couldn't retrieve source code")
+            torch.save(gen, out / "generator.pth", **kw)
+            torch.save(ema, out / "ema.pth", **kw)
+            torch.save(d, out / "discriminator.pth", **kw)
+        torch.save({"generator": gen.state_dict(), "discriminator": d.state_dict(),
+                    "ema": dict(zip([n for n, _ in gen.named_parameters()], ema.shadow_params))},
+                   out / "expected.pt")
     finally:
         for name, old in saved.items():                     # pi-GAN is not installed when loading
             if old is None:
                 sys.modules.pop(name, None)
             else:
                 sys.modules[name] = old
-    return out, expected
+    return out
+
+
+@pytest.fixture(scope="module")
+def pigan_dir(tmp_path_factory):
+    """A folder like pi-GAN's CelebA output, and a legacy-format copy of its generator."""
+    out = _saved_pigan_run(tmp_path_factory.mktemp("pigan_run"))
+    (out / "legacy").mkdir()
+    _saved_pigan_run(out / "legacy", legacy=True)
+    return out, torch.load(out / "expected.pt", weights_only=True)
+
+
+def _assert_state(module, want, what):
+    assert set(module.state_dict()) >= set(want), what
+    for k, v in want.items():
+        torch.testing.assert_close(module.state_dict()[k], v, rtol=0, atol=0, msg=f"{what}: {k}")
 
 
 def test_load_pigan_checkpoint_with_and_without_ema(pigan_dir):
     folder, want = pigan_dir
     assert "siren.siren" not in sys.modules
-    with pytest.warns(UserWarning, match="execute code"):
-        raw = C.load_pigan_checkpoint(folder, use_ema=False)
+    raw = C.load_pigan_checkpoint(folder, use_ema=False)
     g = raw["generator"]
     assert isinstance(g, ImplicitGenerator3d) and isinstance(g.siren, SPATIALSIRENBASELINE)
     assert g.step == 1234 and raw["step"] == 1234 and not raw["ema_applied"]
     assert set(g.state_dict()) == set(want["generator"])
-    for k, v in want["generator"].items():
-        torch.testing.assert_close(g.state_dict()[k], v, rtol=0, atol=0, msg=k)
-    torch.testing.assert_close(g.avg_frequencies, torch.full((1, 4608), 0.5))
+    _assert_state(g, want["generator"], "generator")
+    torch.testing.assert_close(g.avg_frequencies, torch.full((1, 9 * 256), 0.5))
     d = raw["discriminator"]
     assert isinstance(d, CCSEncoderDiscriminator)
-    for k, v in want["discriminator"].items():
-        torch.testing.assert_close(d.state_dict()[k], v, rtol=0, atol=0, msg=k)
+    _assert_state(d, want["discriminator"], "discriminator")
 
-    with pytest.warns(UserWarning):
-        emad = C.load_pigan_checkpoint(folder / "generator.pth", use_ema=True, load_discriminator=False)
+    emad = C.load_pigan_checkpoint(folder / "generator.pth", use_ema=True, load_discriminator=False)
     assert emad["ema_applied"] and emad["discriminator"] is None
     for k, v in want["ema"].items():
         torch.testing.assert_close(emad["generator"].get_parameter(k), v, rtol=0, atol=0, msg=k)
-    with pytest.warns(UserWarning):
-        legacy = C.load_pigan_checkpoint(folder / "legacy", use_ema=False)["generator"]
-    for k, v in want["generator"].items():
-        torch.testing.assert_close(legacy.state_dict()[k], v, rtol=0, atol=0, msg=k)
     # The loaded generator renders.
     out = emad["generator"].render(torch.randn(1, 256), pitch=1.57, yaw=1.57, img_size=4, num_steps=3)
     assert out["pixels"].shape == (1, 3, 4, 4) and torch.isfinite(out["pixels"]).all()
 
 
+def test_legacy_format_loads_without_warnings(pigan_dir):
+    folder, want = pigan_dir
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")                      # no per-container source warnings
+        legacy = C.load_pigan_checkpoint(folder / "legacy", use_ema=True)
+    assert legacy["ema_applied"]
+    _assert_state(legacy["discriminator"], want["discriminator"], "legacy discriminator")
+    for k, v in want["ema"].items():
+        torch.testing.assert_close(legacy["generator"].get_parameter(k), v, rtol=0, atol=0, msg=k)
+
+
+def test_carla_layout_loads(tmp_path):
+    """TALLSIREN (Sigmoid inside color_layer_linear) and ProgressiveEncoderDiscriminator
+    (ResidualCoordConvBlock, no projection between equal widths)."""
+    folder = _saved_pigan_run(tmp_path, siren="TALLSIREN", disc="ProgressiveEncoderDiscriminator", hidden=16)
+    want = torch.load(folder / "expected.pt", weights_only=True)
+    loaded = C.load_pigan_checkpoint(folder, use_ema=False)
+    assert isinstance(loaded["generator"].siren, TALLSIREN)
+    _assert_state(loaded["generator"], want["generator"], "generator")
+    assert type(loaded["discriminator"]).__name__ == "ProgressiveEncoderDiscriminator"
+    _assert_state(loaded["discriminator"], want["discriminator"], "discriminator")
+
+
 def test_convert_cli_writes_safe_checkpoint(pigan_dir, tmp_path, capsys):
     folder, want = pigan_dir
     dst = tmp_path / "converted.pt"
-    with pytest.warns(UserWarning, match="execute code"):
-        assert C.main([str(folder), str(dst)]) == 0
+    assert C.main([str(folder), str(dst)]) == 0
     assert "wrote" in capsys.readouterr().out
     raw = torch.load(dst, weights_only=True)
     assert raw["step"] == 1234 and raw["generator_config"]["siren"] == "SPATIALSIRENBASELINE"
@@ -291,8 +360,7 @@ def test_convert_cli_writes_safe_checkpoint(pigan_dir, tmp_path, capsys):
     for k, v in want["ema"].items():
         torch.testing.assert_close(g.get_parameter(k), v, rtol=0, atol=0, msg=k)
     g_raw = C.load_generator(dst, use_ema=False)
-    for k, v in want["generator"].items():
-        torch.testing.assert_close(g_raw.state_dict()[k], v, rtol=0, atol=0, msg=k)
+    _assert_state(g_raw, want["generator"], "generator")
     assert C.load_discriminator(dst).final_layer.out_channels == 259
     assert C.main([str(tmp_path / "nowhere"), str(tmp_path / "x.pt")]) == 2
     assert "nowhere" in capsys.readouterr().err
@@ -306,10 +374,11 @@ class _Evil:
 def test_pigan_loader_refuses_foreign_globals_and_bad_files(tmp_path):
     evil = tmp_path / "generator.pth"
     torch.save(_Evil(), evil)
-    with pytest.warns(UserWarning), pytest.raises(C.CheckpointError, match="generator.pth.*refusing"):
+    with pytest.raises(C.CheckpointError, match="generator.pth.*refusing to load global posix.system"):
         C.load_pigan_checkpoint(evil)
+    # A plain torch module is not pi-GAN's generator: its class is not on the list.
     torch.save(nn.Linear(2, 2), tmp_path / "lingenerator.pth")
-    with pytest.warns(UserWarning), pytest.raises(C.CheckpointError, match="lingenerator.pth.*ImplicitGenerator3d"):
+    with pytest.raises(C.CheckpointError, match="lingenerator.pth.*ImplicitGenerator3d"):
         C.load_pigan_checkpoint(tmp_path / "lingenerator.pth", use_ema=False)
     with pytest.raises(C.CheckpointError, match="not found.*nothing"):
         C.load_pigan_checkpoint(tmp_path / "nothing")
