@@ -1,21 +1,18 @@
-"""The ops against outputs of the published pi-GAN code (pigan_vectors.pt, PIGAN.md section 8)."""
+"""The ops against outputs of the published pi-GAN code (tests/data/pigan_vectors.pt; what each key
+holds is in tests/data/README.md and docs/MODEL.md section 9)."""
 import math
-import os
+from pathlib import Path
 
 import pytest
 import torch
 
 from pigan import ops
 
-VECTORS = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "reference", "pigan_vectors.pt")
-VECTORS = os.environ.get("PIGAN_VECTORS", VECTORS if os.path.exists(VECTORS)
-                         else "/work/shared/reference/pigan_vectors.pt")
+VECTORS = Path(__file__).parent / "data" / "pigan_vectors.pt"
 
 
 @pytest.fixture(scope="module")
 def vec():
-    if not os.path.exists(VECTORS):
-        pytest.skip(f"reference vectors not found at {VECTORS} (set PIGAN_VECTORS)")
     return torch.load(VECTORS, weights_only=True)
 
 
