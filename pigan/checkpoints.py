@@ -386,12 +386,15 @@ def main(argv=None):
     ap.add_argument("src", help="pi-GAN checkpoint folder or generator.pth")
     ap.add_argument("dst", help="output checkpoint file (.pt)")
     args = ap.parse_args(argv)
+    from pigan.cli import OutputError, check_output_file, writing
     try:
-        out = convert(args.src, args.dst)
+        check_output_file(args.dst, "output checkpoint")          # before reading anything
+        with writing(args.dst, remove_partial=False):
+            out = convert(args.src, args.dst)
         ckpt = load_checkpoint(out)
-    except CheckpointError as exc:
+    except (CheckpointError, OutputError) as exc:
         print(f"pigan convert: error: {exc}", file=sys.stderr)
-        return 2
+        return getattr(exc, "exit_code", 2)
     parts = [k for k in ("generator", "ema", "discriminator") if ckpt.get(k) is not None]
     print(f"wrote {out} ({', '.join(parts)}; {ckpt['generator_config']})")
     return 0

@@ -327,7 +327,7 @@ class ProceduralShapes(Dataset):
             if self.cache_path is not None:
                 try:
                     _atomic_torch_save(data, self.cache_path)
-                except OSError as exc:
+                except (OSError, RuntimeError) as exc:     # torch.save's zip writer raises RuntimeError
                     warnings.warn(f"could not write dataset cache {str(self.cache_path)!r}: {exc}",
                                   RuntimeWarning)
         self.camera, self.seed, self.key = cam, seed, key

@@ -66,3 +66,29 @@ def test_console_script_declared():
     if "pigan" not in scripts:
         pytest.skip("pigan-kernels is not installed (running from a source tree)")
     assert scripts["pigan"] == "pigan.cli:main"
+
+
+def test_help_documents_the_exit_codes(capsys):
+    with pytest.raises(SystemExit):
+        cli.main(["--help"])
+    out = capsys.readouterr().out
+    assert "exit codes:" in out and "--debug" in out
+    for code in (cli.EXIT_OK, cli.EXIT_FAILED, cli.EXIT_USAGE, cli.EXIT_OUTPUT, cli.EXIT_DIVERGED):
+        assert f"\n  {code}  " in out
+
+
+def test_run_command_turns_command_errors_into_one_line(capsys):
+    def body(argv):
+        raise cli.OutputError("cannot write x.png: no space left on device")
+
+    assert cli.run_command("pigan demo", body, []) == cli.EXIT_OUTPUT
+    assert capsys.readouterr().err == "pigan demo: error: cannot write x.png: no space left on device\n"
+    assert cli.run_command("pigan demo", body, ["--debug"]) == cli.EXIT_OUTPUT
+    err = capsys.readouterr().err
+    assert "Traceback" in err and err.endswith("pigan demo: error: cannot write x.png: no space left on device\n")
+
+    def bug(argv):
+        raise KeyError("a bug keeps its traceback")
+
+    with pytest.raises(KeyError):
+        cli.run_command("pigan demo", bug, [])
