@@ -36,3 +36,36 @@ def poison_outputs():
     _C._set_poison_outputs(True)
     yield
     _C._set_poison_outputs(False)
+
+
+# ---------------------------------------------------------------------------- fast path vs float64 oracle
+def fast_cpu_backends():
+    """The fast backends that run on this machine's CPU (triton only under TRITON_INTERPRET=1), as
+    parameters; one skipped parameter when there is none."""
+    from pigan import ops
+    avail = ops.available_backends()
+    names = [b for b in ("native", "triton") if avail[b]["cpu"]]
+    return names or [pytest.param("native", marks=pytest.mark.skip(reason="no fast CPU backend available"))]
+
+
+def scaled_error(actual, expected):
+    return (actual.double() - expected.double()).abs().max().item() / (expected.abs().max().item() or 1.0)
+
+
+def assert_close_scaled(actual, expected, tol, msg=""):
+    """|actual - expected| <= tol * max|expected|: gradients of a SIREN pass through 8 layers that
+    each multiply by freq (~30), so fp32 rounding grows with the tensor's scale, not per element."""
+    scale = expected.abs().max().item() or 1.0
+    err = scaled_error(actual, expected)
+    assert err <= tol, f"{msg}: max error {err:.2e} of max|expected| = {scale:.3g} (allowed {tol:.0e})"
+
+
+def assert_fast_as_accurate(exact, ref, fast, backend, ref_tol):
+    """Dicts of outputs and grads: the fast path is as accurate as pi-GAN's fp32 computation (both
+    measured against the float64 oracle ``exact``), and close to it."""
+    assert set(fast) == set(exact)
+    for k in exact:
+        ref_err = scaled_error(ref[k], exact[k])
+        assert ref_err <= ref_tol, f"reference {k}: fp32 error {ref_err:.2e}"
+        assert_close_scaled(fast[k], exact[k], 2 * ref_err + 1e-5, f"{backend} {k}")
+        assert_close_scaled(fast[k], ref[k], 1e-4, f"{backend} vs reference {k}")

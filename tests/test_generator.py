@@ -6,6 +6,7 @@ import math
 import pytest
 import torch
 
+from conftest import assert_close_scaled, assert_fast_as_accurate, fast_cpu_backends, scaled_error
 from pigan import ops
 from pigan.generators import ImplicitGenerator3d, cam2world_from_angles
 from pigan.siren import SPATIALSIRENBASELINE, TALLSIREN
@@ -119,24 +120,7 @@ def test_output_range_shapes_and_gradients_reach_every_parameter():
         assert p.grad.abs().sum() > 0, name
 
 
-def _fast_backends():
-    avail = ops.available_backends()
-    return [b for b in ("native", "triton") if avail[b]["cpu"]]      # triton: TRITON_INTERPRET=1
-
-
-def scaled_error(actual, expected):
-    return (actual.double() - expected.double()).abs().max().item() / (expected.abs().max().item() or 1.0)
-
-
-def assert_close_scaled(actual, expected, tol, msg=""):
-    """|actual - expected| <= tol * max|expected| (fp32 rounding scales with the tensor, see test_siren)."""
-    scale = expected.abs().max().item() or 1.0
-    err = scaled_error(actual, expected)
-    assert err <= tol, f"{msg}: max error {err:.2e} of max|expected| = {scale:.3g} (allowed {tol:.0e})"
-
-
-@pytest.mark.parametrize("backend", _fast_backends() or [pytest.param("native", marks=pytest.mark.skip(
-    reason="no fast CPU backend available"))])
+@pytest.mark.parametrize("backend", fast_cpu_backends())
 def test_fast_backend_equals_reference_with_fixed_cameras(backend):
     g = make_gen(hidden=32)
     z = torch.randn(2, 8)
@@ -155,13 +139,7 @@ def test_fast_backend_equals_reference_with_fixed_cameras(backend):
 
     exact = run(copy.deepcopy(g).double(), "reference", torch.float64)
     ref, fast = run(g, "reference", torch.float32), run(g, backend, torch.float32)
-    for k in exact:
-        # The fast path is as accurate as pi-GAN's fp32 computation (both measured against the float64
-        # oracle), and close to it.
-        ref_err = scaled_error(ref[k], exact[k])
-        assert ref_err <= 5e-4, f"reference {k}: fp32 error {ref_err:.2e}"
-        assert_close_scaled(fast[k], exact[k], 2 * ref_err + 1e-5, f"{backend} {k}")
-        assert_close_scaled(fast[k], ref[k], 1e-4, f"{backend} vs reference {k}")
+    assert_fast_as_accurate(exact, ref, fast, backend, ref_tol=5e-4)
 
 
 def test_render_explicit_cameras_and_pose_api_agree():

@@ -5,6 +5,7 @@ import math
 import pytest
 import torch
 
+from conftest import assert_fast_as_accurate, fast_cpu_backends
 from pigan import ops
 from pigan.siren import (SPATIALSIRENBASELINE, TALLSIREN, CustomMappingNetwork, FiLMLayer,
                          UniformBoxWarp)
@@ -103,25 +104,7 @@ def test_reference_backend_is_pigan(cls):
     torch.testing.assert_close(out, want, rtol=0, atol=0)
 
 
-def _fast_backends():
-    avail = ops.available_backends()
-    return [b for b in ("native", "triton") if avail[b]["cpu"]]
-
-
-def scaled_error(actual, expected):
-    return (actual.double() - expected.double()).abs().max().item() / (expected.abs().max().item() or 1.0)
-
-
-def assert_close_scaled(actual, expected, tol, msg=""):
-    """|actual - expected| <= tol * max|expected|: gradients of a SIREN pass through 8 layers that
-    each multiply by freq (~30), so fp32 rounding grows with the tensor's scale, not per element."""
-    scale = expected.abs().max().item() or 1.0
-    err = scaled_error(actual, expected)
-    assert err <= tol, f"{msg}: max error {err:.2e} of max|expected| = {scale:.3g} (allowed {tol:.0e})"
-
-
-@pytest.mark.parametrize("backend", _fast_backends() or [pytest.param("native", marks=pytest.mark.skip(
-    reason="no fast CPU backend available"))])
+@pytest.mark.parametrize("backend", fast_cpu_backends())
 @pytest.mark.parametrize("grid", [0, 3])
 def test_fast_backend_matches_reference_forward_and_backward(backend, grid):
     torch.manual_seed(2)
@@ -142,14 +125,7 @@ def test_fast_backend_matches_reference_forward_and_backward(backend, grid):
 
     exact = run(copy.deepcopy(m).double(), "reference", torch.float64)   # the float64 oracle
     ref, fast = run(m, "reference", torch.float32), run(m, backend, torch.float32)
-    assert set(fast) == set(exact)
-    for k in exact:
-        # The fast path is as accurate as pi-GAN's fp32 computation (both measured against the float64
-        # oracle), and close to it.
-        ref_err = scaled_error(ref[k], exact[k])
-        assert ref_err <= 1e-4, f"reference {k}: fp32 error {ref_err:.2e}"
-        assert_close_scaled(fast[k], exact[k], 2 * ref_err + 1e-5, f"{backend} {k}")
-        assert_close_scaled(fast[k], ref[k], 1e-4, f"{backend} vs reference {k}")
+    assert_fast_as_accurate(exact, ref, fast, backend, ref_tol=1e-4)
 
 
 def test_film_layer_takes_parts_and_gradcheck():

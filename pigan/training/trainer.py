@@ -265,12 +265,9 @@ class Trainer:
 
     def sample_images(self) -> torch.Tensor:
         """The EMA generator's images of the fixed latents at the mean pose, [N, 3, H, W] on the CPU."""
-        f, p = self._latents(self.fixed_z)
-        return render_images(self.ema.module, f, p, *self._mean_pose(), self.render_options())[0]
-
-    def _mean_pose(self):
         o = self.render_options()
-        return o.pitch, o.yaw
+        f, p = self._latents(self.fixed_z)
+        return render_images(self.ema.module, f, p, o.pitch, o.yaw, o)[0]
 
     def multiview_images(self, identities: int = 4, views: int = 7) -> torch.Tensor:
         """``identities`` fixed latents x ``views`` yaws: [identities * views, 3, H, W] (identity-major)."""
