@@ -1,4 +1,4 @@
-"""pi-GAN's progressive discriminators (PIGAN.md section 5), drop-in for
+"""pi-GAN's progressive discriminators (docs/MODEL.md section 7), drop-in for
 ``discriminators.discriminators``: same class names and state-dict keys.
 
 Every discriminator picks its first block from the input's size (``img_size_to_layer``) and, after
@@ -9,6 +9,8 @@ that first block, fades in the next-coarser fromRGB path on a half-size copy of 
 channels: its residual blocks use plain 3x3 convolutions (the second one strided) and a strided 1x1
 skip; its keys are ``layers.i.network.{0,2}.weight`` (no ``.conv``), ``layers.i.proj``, ``fromRGB.i``
 and the 400 -> 1 + 256 + 2 head, and it returns (prediction, latent, position) like the encoders.
+pi-GAN's own StridedDiscriminator differs: a 400 -> 1 head, an unused ``pose_layer`` Linear(2, 400),
+and (prediction, None, None) as outputs; its released weights do not load into this class.
 
 Option beyond pi-GAN (off by default): ``max_channels`` caps every block's width (the key layout
 stays, the shapes shrink), for small CPU runs such as the demo curriculum.

@@ -1,12 +1,12 @@
-"""FiLM-conditioned SIREN radiance fields (PIGAN.md section 1), drop-in for pi-GAN's ``siren.siren``.
+"""FiLM-conditioned SIREN radiance fields (docs/MODEL.md section 2), drop-in for pi-GAN's ``siren.siren``.
 
 Class names, constructor arguments and state-dict keys equal pi-GAN's, so released weights load as
 they are. Every FiLM layer runs through ``pigan.ops.film_siren`` (the fastest backend for the
 device; exactly pi-GAN's formula under ``use_backend("reference")``).
 
 Options beyond pi-GAN (all off by default, so the default key layout is pi-GAN's):
-``map_hidden_dim`` (pi-GAN hard-codes 256), ``mapping_hidden_layers`` (3, or 4 for the seed's
-variant: one more ``network.{6,8}`` Linear), and ``feature_grid_channels`` / ``feature_grid_size``:
+``map_hidden_dim`` (pi-GAN hard-codes 256), ``mapping_hidden_layers`` (3, or 4: one more hidden
+Linear, so the output Linear becomes ``network.8``), and ``feature_grid_channels`` / ``feature_grid_size``:
 a learnable 3-D feature grid (key ``feature_grid``) sampled trilinearly at every point and
 appended to the colour layer's input (whose ``in_features`` grows by the channel count).
 """
@@ -27,6 +27,7 @@ __all__ = [
 
 
 def kaiming_leaky_init(m):
+    """Init for the mapping network's Linear layers: Kaiming normal for LeakyReLU(0.2), fan-in."""
     if isinstance(m, nn.Linear):
         nn.init.kaiming_normal_(m.weight, a=0.2, mode="fan_in", nonlinearity="leaky_relu")
 
@@ -42,6 +43,7 @@ def frequency_init(freq):
 
 
 def first_layer_film_sine_init(m):
+    """Init for the first FiLM layer's Linear: W ~ U(+-1/fan_in)."""
     if isinstance(m, nn.Linear):
         with torch.no_grad():
             bound = 1 / m.weight.size(-1)
@@ -86,7 +88,7 @@ class CustomMappingNetwork(nn.Module):
     def __init__(self, z_dim, map_hidden_dim, map_output_dim, n_hidden_layers=3):
         super().__init__()
         if n_hidden_layers not in (3, 4):
-            raise ValueError(f"n_hidden_layers must be 3 (pi-GAN) or 4 (seed variant), got {n_hidden_layers!r}")
+            raise ValueError(f"n_hidden_layers must be 3 (pi-GAN's) or 4 (one more hidden layer), got {n_hidden_layers!r}")
         if map_output_dim % 2:
             raise ValueError(f"map_output_dim must be even (frequencies and phases), got {map_output_dim}")
         layers = [nn.Linear(z_dim, map_hidden_dim), nn.LeakyReLU(0.2, inplace=True)]

@@ -14,7 +14,7 @@ CCS = (32, 64, 128, 256, 400, 400, 400, 400)
 
 
 def expected_layout(channels, kind, head):
-    """Keys and shapes written from PIGAN.md section 5 and the seed printout (Conv2d(18, 32, 3) ...)."""
+    """Keys and shapes of pi-GAN's discriminators (docs/MODEL.md section 7)."""
     lay = {}
     for i in range(len(channels) - 1):
         cin, cout = channels[i], channels[i + 1]
@@ -46,8 +46,8 @@ def test_state_dict_layout_matches_pigan(cls, channels, kind, head):
     got = {k: tuple(v.shape) for k, v in d.state_dict().items()}
     assert got == expected_layout(channels, kind, head)
     if kind == "progressive":
-        assert got["layers.0.network.0.conv.weight"] == (32, 18, 3, 3)     # seed: Conv2d(18, 32)
-        assert got["layers.4.network.2.conv.weight"] == (400, 402, 3, 3)   # seed: Conv2d(402, 400)
+        assert got["layers.0.network.0.conv.weight"] == (32, 18, 3, 3)     # as printed by pi-GAN's model
+        assert got["layers.4.network.2.conv.weight"] == (400, 402, 3, 3)   # as printed by pi-GAN's model
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,7 @@ from pigan.siren import (SPATIALSIRENBASELINE, TALLSIREN, CustomMappingNetwork, 
 
 def expected_siren_layout(hidden=256, z_dim=256, map_hidden=256, input_dim=3, color_extra=0,
                           map_layers=3):
-    """pi-GAN's siren keys and shapes, written from PIGAN.md section 1 and the seed printout."""
+    """pi-GAN's siren keys and shapes (docs/MODEL.md section 2)."""
     lay = {}
     for i in range(8):
         lay[f"network.{i}.layer.weight"] = (hidden, input_dim if i == 0 else hidden)
@@ -39,7 +39,7 @@ def layout(module):
 def test_state_dict_layout_matches_pigan(cls):
     m = cls(input_dim=3, z_dim=256, hidden_dim=256, output_dim=4)
     assert layout(m) == expected_siren_layout()
-    # The seed printout's numbers, spelled out.
+    # The widths pi-GAN's model prints, spelled out.
     assert m.mapping_network.network[6].out_features == 4608
     assert m.color_layer_sine.layer.in_features == 259 and m.color_layer_sine.layer.out_features == 256
     assert isinstance(m.color_layer_linear[-1], torch.nn.Sigmoid) == (cls is TALLSIREN)
