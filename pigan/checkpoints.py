@@ -357,7 +357,13 @@ def load_pigan_checkpoint(path_or_dir, map_location="cpu", use_ema=True, load_di
         applied = True
     discriminator = None
     if load_discriminator and disc_path.is_file():
-        discriminator = _convert_discriminator(_unpickle(disc_path, map_location), disc_path)
+        pd = _unpickle(disc_path, map_location)        # a refused pickle fails the load, as above
+        try:
+            discriminator = _convert_discriminator(pd, disc_path)
+        except CheckpointError as exc:
+            # The generator is what rendering and conversion need; a discriminator whose layout has
+            # no counterpart here (pi-GAN's StridedDiscriminator) is left out, saying why.
+            warnings.warn(f"discriminator left out: {exc}", RuntimeWarning, stacklevel=2)
     return {"generator": generator, "discriminator": discriminator, "ema": ema, "ema_applied": applied,
             "step": int(getattr(pg, "step", 0) or 0),
             "files": {"generator": str(gen_path), "ema": str(ema_path) if ema is not None else None,

@@ -225,6 +225,24 @@ def _pigan_modules():
             self.final_layer = nn.Conv2d(400, 259, 2)
             self.img_size_to_layer = {2: 8, 4: 7, 8: 6, 16: 5, 32: 4, 64: 3, 128: 2, 256: 1, 512: 0}
 
+    class StridedResidualConvBlock(nn.Module):
+        def __init__(self, i, o):
+            super().__init__()
+            self.network = nn.Sequential(nn.Conv2d(i, o, 3, padding=1), nn.LeakyReLU(0.2),
+                                         nn.Conv2d(o, o, 3, stride=2, padding=1), nn.LeakyReLU(0.2))
+            self.proj = nn.Conv2d(i, o, 1, stride=2)
+
+    class StridedDiscriminator(nn.Module):                  # pi-GAN's: 400 -> 1 head, pose_layer
+        def __init__(self):
+            super().__init__()
+            self.epoch, self.step = 0, 0
+            ch = [32, 64, 128, 256, 400, 400, 400, 400]
+            self.layers = nn.ModuleList([StridedResidualConvBlock(ch[i], ch[i + 1]) for i in range(7)])
+            self.fromRGB = nn.ModuleList([AdapterBlock(c) for c in ch])
+            self.final_layer = nn.Conv2d(400, 1, 2)
+            self.img_size_to_layer = {2: 7, 4: 6, 8: 5, 16: 4, 32: 3, 64: 2, 128: 1, 256: 0}
+            self.pose_layer = nn.Linear(2, 400)
+
     class ExponentialMovingAverage:                         # torch_ema 0.2's attributes
         def __init__(self, parameters, decay):
             self.decay, self.num_updates = decay, 0
@@ -234,7 +252,8 @@ def _pigan_modules():
     for mod, classes in ((siren, [FiLMLayer, CustomMappingNetwork, UniformBoxWarp, TALLSIREN,
                                   SPATIALSIRENBASELINE]),
                          (gens, [ImplicitGenerator3d]),
-                         (sgdiscs, [AdapterBlock, ResidualCCBlock]),
+                         (sgdiscs, [AdapterBlock, ResidualCCBlock, StridedResidualConvBlock,
+                                    StridedDiscriminator]),
                          (discs, [AddCoords, CoordConv, ResidualCoordConvBlock, CCSEncoderDiscriminator,
                                   ProgressiveEncoderDiscriminator]),
                          (ema_mod, [ExponentialMovingAverage])):
@@ -270,7 +289,8 @@ def _saved_pigan_run(out, siren="SPATIALSIRENBASELINE", disc="CCSEncoderDiscrimi
         ema = mods["torch_ema.ema"].ExponentialMovingAverage(gen.parameters(), decay=0.999)
         ema.shadow_params = [s + 0.01 * torch.randn_like(s) for s in ema.shadow_params]
         ema.num_updates = 17
-        d = getattr(mods["discriminators.discriminators"], disc)()
+        d = (getattr(mods["discriminators.sgdiscriminators"], disc, None)
+             or getattr(mods["discriminators.discriminators"], disc))()
         with warnings.catch_warnings():                     # legacy saving looks for class sources
             warnings.filterwarnings("ignore", message="Couldn't retrieve source code")
             torch.save(gen, out / "generator.pth", **kw)
@@ -347,6 +367,17 @@ def test_carla_layout_loads(tmp_path):
     _assert_state(loaded["generator"], want["generator"], "generator")
     assert type(loaded["discriminator"]).__name__ == "ProgressiveEncoderDiscriminator"
     _assert_state(loaded["discriminator"], want["discriminator"], "discriminator")
+
+
+def test_cats_layout_loads_without_its_discriminator(tmp_path):
+    """pi-GAN's StridedDiscriminator (400 -> 1 head, pose_layer) has no counterpart here: the
+    generator and EMA still load; the discriminator is left out with a warning saying why."""
+    folder = _saved_pigan_run(tmp_path, disc="StridedDiscriminator", hidden=16)
+    want = torch.load(folder / "expected.pt", weights_only=True)
+    with pytest.warns(RuntimeWarning, match="discriminator left out.*discriminator.pth.*another architecture"):
+        loaded = C.load_pigan_checkpoint(folder, use_ema=False)
+    assert loaded["discriminator"] is None and loaded["files"]["discriminator"] is None
+    _assert_state(loaded["generator"], want["generator"], "generator")
 
 
 def test_convert_cli_writes_safe_checkpoint(pigan_dir, tmp_path, capsys):
