@@ -1,4 +1,4 @@
-"""The ``pigan`` command: train, invert, render, convert, info.
+"""The ``pigan`` command: train, invert, render, eval, shapes, convert, info.
 
 Each subcommand's arguments are parsed by its own module's ``main(argv)``; this file routes, and
 holds the one way every command reports a failure: raise a ``CommandError`` subclass (its exit code
@@ -175,6 +175,8 @@ COMMANDS = {
     "train": ("pigan.training", "train a pi-GAN from a curriculum (demo, celeba, carla, cats, or a file)"),
     "invert": ("pigan.invert", "fit a trained generator to an image or a folder; render novel views"),
     "render": ("pigan.render", "render samples, multi-view grids, depth maps and videos from a checkpoint"),
+    "eval": ("pigan.evaluate", "FID, KID and IS of a checkpoint against real images (pi-GAN's protocol)"),
+    "shapes": ("pigan.shapes", "density volumes (.mrc) and coloured meshes (.ply/.obj) from a checkpoint"),
     "convert": ("pigan.checkpoints", "convert a released pi-GAN checkpoint to this project's safe format"),
     "info": (None, "print versions, devices and the available kernel backends"),
 }

@@ -1,0 +1,340 @@
+"""``pigan eval``: FID, KID and IS of a generator against a folder of real images.
+
+pi-GAN's protocol by default: 8000 real images, 2048 generated, both at 128x128, no truncation
+(psi 1), cameras drawn from the curriculum's evaluation spread (``h_stddev_eval``, ``v_stddev_eval``,
+``sample_dist_eval`` when present, else the training spread), no ray jitter or density noise.
+
+Real-image features are cached on disk (``$PIGAN_CACHE/eval``, see ``pigan.data.cache_dir``) under a
+key made of the dataset (folder path and its files' names, sizes and modification times, or the
+procedural dataset's key), the image size, the count, the crop and the extractor's name.
+
+Generated images are drawn in global batches; batch ``k`` uses latents and poses drawn up front from
+``seed`` and its own RNG seed for importance sampling, so the image set does not depend on how many
+processes share the work: in DDP rank ``r`` renders batches ``k = r mod world_size`` and every rank
+receives all features.
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import math
+import sys
+from pathlib import Path
+
+import torch
+
+from pigan import metrics
+
+__all__ = ["PIGAN_PROTOCOL", "eval_settings", "to_uint8", "real_features", "generated_features",
+           "evaluate", "format_table", "main"]
+
+PIGAN_PROTOCOL = {"real_count": 8000, "fake_count": 2048, "size": 128, "psi": 1.0}
+_CACHE_VERSION = 1
+
+
+def _progress(iterable, enabled, desc, total=None):
+    if not enabled:
+        return iterable
+    from tqdm.auto import tqdm
+    return tqdm(iterable, desc=desc, total=total, leave=False, dynamic_ncols=True)
+
+
+def eval_settings(config: dict | None) -> dict:
+    """Render settings of a curriculum with its evaluation camera spread substituted."""
+    from pigan.render import settings_from_config
+
+    s = settings_from_config(config)
+    cfg = config or {}
+    for key in ("h_stddev", "v_stddev", "sample_dist"):
+        if cfg.get(f"{key}_eval") is not None:
+            s[key] = cfg[f"{key}_eval"]
+    return s
+
+
+def to_uint8(images: torch.Tensor) -> torch.Tensor:
+    """Images in [-1, 1] -> uint8 [0, 255], rounded as PNG writers round."""
+    return ((images.float() + 1) * 127.5).round_().clamp_(0, 255).to(torch.uint8)
+
+
+def _extract(extractor, images_u8: torch.Tensor):
+    feats, logits = extractor(images_u8)
+    feats = torch.as_tensor(feats).double().cpu()
+    logits = None if logits is None else torch.as_tensor(logits).double().cpu()
+    if feats.dim() != 2 or feats.shape[0] != images_u8.shape[0]:
+        raise ValueError(f"extractor {extractor.name!r} returned features of shape {tuple(feats.shape)} "
+                         f"for {images_u8.shape[0]} images; expected [N, D]")
+    return feats, logits
+
+
+# ------------------------------------------------------------------------------------ real images
+def _dataset_identity(dataset) -> str:
+    from pigan.data import ImageFolder
+
+    if isinstance(dataset, ImageFolder):
+        h = hashlib.sha1(str(dataset.root.resolve()).encode())
+        for p in dataset.files:
+            st = p.stat()
+            h.update(f"{p.relative_to(dataset.root)}|{st.st_size}|{st.st_mtime_ns}\n".encode())
+        return f"folder:{dataset.root.resolve()}:{h.hexdigest()[:16]}"
+    return f"procedural:{dataset.key}"
+
+
+def _cache_path(identity: str, size: int, count: int, crop: float, extractor_name: str) -> Path:
+    from pigan.data import cache_dir
+
+    key = json.dumps({"v": _CACHE_VERSION, "data": identity, "size": size, "count": count,
+                      "crop": crop, "extractor": extractor_name}, sort_keys=True)
+    return cache_dir() / "eval" / f"real-{hashlib.sha1(key.encode()).hexdigest()[:20]}.pt"
+
+
+def real_features(data, extractor, size: int = 128, count: int = 8000, batch_size: int = 64,
+                  crop_fraction: float = 1.0, camera: dict | None = None, cache: bool = True,
+                  progress: bool = False) -> tuple[torch.Tensor, dict]:
+    """Features [n, D] of n = min(count, len(dataset)) real images, and info (dataset, count, cache).
+
+    ``data`` is an image folder or "procedural" (the embedded dataset, ``count`` images from
+    ``camera``). A folder larger than ``count`` contributes a fixed pseudo-random subset (seed 0).
+    """
+    from pigan.data import build_dataset
+
+    ds = build_dataset(data, img_size=size, camera=camera, num_images=count, crop_fraction=crop_fraction)
+    n = min(count, len(ds))
+    identity = _dataset_identity(ds)
+    path = _cache_path(identity, size, n, crop_fraction, extractor.name)
+    info = {"dataset": identity, "count": n, "cache": str(path) if cache else None, "cached": False}
+    if cache and path.is_file():
+        try:
+            stored = torch.load(path, weights_only=True)
+            if stored["extractor"] == extractor.name and stored["features"].shape[0] == n:
+                info["cached"] = True
+                return stored["features"].double(), info
+        except Exception:       # unreadable or foreign file: recomputed and overwritten below
+            pass
+    order = torch.randperm(len(ds), generator=torch.Generator().manual_seed(0))[:n].sort().values
+    chunks = []
+    for head in _progress(range(0, n, batch_size), progress, "real features", math.ceil(n / batch_size)):
+        batch = torch.stack([ds[int(i)][0] for i in order[head:head + batch_size]])
+        chunks.append(_extract(extractor, to_uint8(batch))[0])
+    feats = torch.cat(chunks)
+    if cache:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        torch.save({"features": feats.float(), "extractor": extractor.name, "dataset": identity,
+                    "size": size, "count": n}, tmp)
+        tmp.replace(path)
+    return feats, info
+
+
+# ------------------------------------------------------------------------------------ generated
+@torch.no_grad()
+def generated_features(generator, extractor, settings: dict, count: int = 2048, size: int = 128,
+                       batch_size: int = 16, psi: float = 1.0, seed: int = 0, rank: int = 0,
+                       world_size: int = 1, progress: bool = False, keep_images: int = 0):
+    """(features [count, D], logits [count, C] or None, first ``keep_images`` images in [-1, 1]).
+
+    Every rank calls this with the same arguments; with ``world_size`` > 1 (an initialised
+    torch.distributed group) each renders its share and all receive every row, in batch order.
+    """
+    from pigan import ops
+
+    dev = next(generator.parameters()).device
+    gen = torch.Generator().manual_seed(seed)
+    z = torch.randn(count, generator.z_dim, generator=gen)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        _, pitch, yaw = ops.sample_camera_positions(
+            n=count, r=1, horizontal_stddev=settings["h_stddev"], vertical_stddev=settings["v_stddev"],
+            horizontal_mean=settings["h_mean"], vertical_mean=settings["v_mean"], device="cpu",
+            mode=settings["sample_dist"])
+    if psi != 1:
+        generator.generate_avg_frequencies()
+    was_training = generator.training
+    generator.eval()
+    n_batches = math.ceil(count / batch_size)
+    mine = list(range(rank, n_batches, world_size))
+    feats, logits, images = {}, {}, []
+    try:
+        for k in _progress(mine, progress and rank == 0, "generated features"):
+            sl = slice(k * batch_size, min((k + 1) * batch_size, count))
+            with torch.random.fork_rng(devices=[dev] if dev.type == "cuda" else []):
+                torch.manual_seed(seed * 1_000_003 + k)
+                zk = z[sl].to(dev)
+                if psi == 1:
+                    f, p = generator.siren.mapping_network(zk)
+                else:
+                    f, p = generator.truncate(zk, psi)
+                out = generator.render(
+                    frequencies=f, phase_shifts=p, pitch=pitch[sl].to(dev), yaw=yaw[sl].to(dev),
+                    img_size=size, fov=settings["fov"], ray_start=settings["ray_start"],
+                    ray_end=settings["ray_end"], num_steps=settings["num_steps"],
+                    hierarchical_sample=settings["hierarchical_sample"], jitter=False, nerf_noise=0.0,
+                    clamp_mode=settings["clamp_mode"], white_back=settings["white_back"],
+                    last_back=settings["last_back"], max_batch_size=settings.get("max_batch_size"))
+            px = out["pixels"].float().cpu()
+            if sum(len(i) for i in images) < keep_images:
+                images.append(px)
+            feats[k], logits[k] = _extract(extractor, to_uint8(px))
+    finally:
+        generator.train(was_training)
+    if world_size > 1:
+        import torch.distributed as dist
+
+        gathered = [None] * world_size
+        dist.all_gather_object(gathered, (feats, logits))
+        feats, logits = {}, {}
+        for fk, lk in gathered:
+            feats.update(fk)
+            logits.update(lk)
+    order = sorted(feats)
+    all_feats = torch.cat([feats[k] for k in order])
+    all_logits = None if any(logits[k] is None for k in order) else torch.cat([logits[k] for k in order])
+    kept = torch.cat(images)[:keep_images] if images else None
+    return all_feats, all_logits, kept
+
+
+# ------------------------------------------------------------------------------------ metrics
+def evaluate(generator, real, extractor, settings: dict, *, real_count: int = 8000, fake_count: int = 2048,
+             size: int = 128, batch_size: int = 16, psi: float = 1.0, seed: int = 0,
+             kid_subsets: int = 100, kid_subset_size: int = 1000, is_splits: int = 10,
+             crop_fraction: float = 1.0, cache: bool = True, progress: bool = False, rank: int = 0,
+             world_size: int = 1) -> dict:
+    """FID, KID (x100 in ``kid_x100``, raw in ``kid``) and IS of ``generator`` against ``real``
+    (an image folder, "procedural", or a precomputed feature tensor [N, D]). Returns a dict with
+    the numbers, their settings and the extractor's name."""
+    if isinstance(real, torch.Tensor):
+        real_feats, real_info = real.double(), {"dataset": "features", "count": real.shape[0], "cached": False}
+    else:
+        camera = {k: settings[k] for k in ("fov", "ray_start", "ray_end", "h_stddev", "v_stddev",
+                                           "h_mean", "v_mean", "sample_dist")}
+        real_feats, real_info = real_features(real, extractor, size, real_count, batch_size * 4,
+                                              crop_fraction, camera, cache, progress)
+    fake_feats, fake_logits, _ = generated_features(generator, extractor, settings, fake_count, size,
+                                                    batch_size, psi, seed, rank, world_size, progress)
+    kid_mean, kid_std = metrics.kid_from_features(real_feats, fake_feats, kid_subsets, kid_subset_size, seed)
+    result = {
+        "fid": metrics.fid_from_features(real_feats, fake_feats),
+        "kid": kid_mean, "kid_std": kid_std, "kid_x100": 100 * kid_mean, "kid_x100_std": 100 * kid_std,
+        "extractor": extractor.name, "real": real_info, "fake_count": int(fake_feats.shape[0]),
+        "size": size, "psi": psi, "seed": seed,
+        "kid_subset_size": min(kid_subset_size, real_feats.shape[0], fake_feats.shape[0]),
+        "kid_subsets": kid_subsets,
+        "camera": {k: settings[k] for k in ("h_stddev", "v_stddev", "h_mean", "v_mean", "sample_dist")},
+    }
+    if fake_logits is not None:
+        splits = min(is_splits, fake_logits.shape[0])
+        result["is"], result["is_std"] = metrics.inception_score(fake_logits, splits)
+        result["is_splits"] = splits
+    return result
+
+
+def format_table(result: dict) -> str:
+    rows = [("FID", f"{result['fid']:.3f}", ""),
+            ("KID x100", f"{result['kid_x100']:.3f}", f"+- {result['kid_x100_std']:.3f}")]
+    if "is" in result:
+        rows.append(("IS", f"{result['is']:.3f}", f"+- {result['is_std']:.3f}"))
+    lines = [f"{name:9s} {value:>10s} {extra}".rstrip() for name, value, extra in rows]
+    lines.append(f"real: {result['real']['count']} images ({result['real']['dataset']}), generated: "
+                 f"{result['fake_count']}, {result['size']}x{result['size']}, psi {result['psi']}, "
+                 f"seed {result['seed']}")
+    lines.append(f"KID is MMD^2 x100 (pi-GAN's convention), {result['kid_subsets']} subsets of "
+                 f"{result['kid_subset_size']}; extractor: {result['extractor']}")
+    return "\n".join(lines)
+
+
+# ------------------------------------------------------------------------------------ CLI
+def build_parser() -> argparse.ArgumentParser:
+    p = PIGAN_PROTOCOL
+    ap = argparse.ArgumentParser(prog="pigan eval", description=(
+        "FID, KID (x100) and IS of a checkpoint's generator against real images, with "
+        "torch-fidelity's InceptionV3. Defaults follow pi-GAN's evaluation protocol."))
+    ap.add_argument("checkpoint", help="checkpoint of ours, or pi-GAN's folder / generator.pth")
+    ap.add_argument("--real", required=True, help="folder of real images, or 'procedural' for the "
+                    "embedded demo dataset")
+    ap.add_argument("--real-count", type=int, default=p["real_count"], help=f"real images (default {p['real_count']})")
+    ap.add_argument("--fake-count", type=int, default=p["fake_count"], help=f"generated images (default {p['fake_count']})")
+    ap.add_argument("--size", type=int, default=p["size"], help=f"image size for both sets (default {p['size']})")
+    ap.add_argument("--batch-size", type=int, default=16, help="generated images per batch (default 16)")
+    ap.add_argument("--psi", type=float, default=p["psi"], help="truncation of generated latents (default 1: none)")
+    ap.add_argument("--seed", type=int, default=0, help="latents, poses and KID subsets (default 0)")
+    ap.add_argument("--kid-subsets", type=int, default=100)
+    ap.add_argument("--kid-subset-size", type=int, default=1000, help="capped at the smaller set")
+    ap.add_argument("--crop-fraction", type=float, default=None,
+                    help="central square fraction of real images (default: the curriculum's, else 1)")
+    ap.add_argument("--inception", default=None, help=f"local InceptionV3 weights file ({metrics.INCEPTION_FILE}); "
+                    f"default ${metrics.INCEPTION_ENV}, then torch-fidelity's download cache")
+    ap.add_argument("--curriculum", default=None, help="camera settings from this curriculum "
+                    "(default: the checkpoint's)")
+    ap.add_argument("--json", default=None, help="write the results here (default: eval.json next to the checkpoint)")
+    ap.add_argument("--no-cache", action="store_true", help="recompute real-image features")
+    ap.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: cuda if available)")
+    ap.add_argument("--no-ema", action="store_true", help="raw generator weights instead of the EMA")
+    ap.add_argument("--no-progress", action="store_true")
+    return ap
+
+
+def _fail(message: str, code: int = 2) -> int:
+    print(f"pigan eval: error: {message}", file=sys.stderr)
+    return code
+
+
+def main(argv=None) -> int:
+    ap = build_parser()
+    args = ap.parse_args(argv)
+    for name in ("real_count", "fake_count", "size", "batch_size", "kid_subsets", "kid_subset_size"):
+        if getattr(args, name) < 1:
+            ap.error(f"--{name.replace('_', '-')} must be positive, got {getattr(args, name)}")
+    if args.real_count < 2 or args.fake_count < 2:
+        ap.error("--real-count and --fake-count must be >= 2 (a covariance needs two samples)")
+    if not 0 <= args.psi <= 1:
+        ap.error(f"--psi must be in [0, 1], got {args.psi}")
+    if args.crop_fraction is not None and not 0 < args.crop_fraction <= 1:
+        ap.error(f"--crop-fraction must be in (0, 1], got {args.crop_fraction}")
+    real = args.real
+    from pigan.data import PROCEDURAL_NAMES
+    if real.lower() not in PROCEDURAL_NAMES and not Path(real).is_dir():
+        return _fail(f"--real {real!r} is not a folder of images (or 'procedural')")
+    if not Path(args.checkpoint).exists():
+        return _fail(f"checkpoint {args.checkpoint!r} does not exist")
+    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    if device.type == "cuda" and not torch.cuda.is_available():
+        return _fail("--device cuda requested but CUDA is not available")
+    try:
+        extractor = metrics.InceptionExtractor(args.inception, device)
+    except metrics.InceptionWeightsNotFound as exc:
+        return _fail(str(exc), 3)
+    except (ImportError, ValueError) as exc:
+        return _fail(str(exc))
+    from pigan.checkpoints import CheckpointError
+    from pigan.render import load_for_render
+    try:
+        generator, config = load_for_render(args.checkpoint, device, use_ema=not args.no_ema)
+    except CheckpointError as exc:
+        return _fail(str(exc))
+    if args.curriculum:
+        from pigan.curriculums import get_curriculum
+        try:
+            config = get_curriculum(args.curriculum)
+        except ValueError as exc:
+            return _fail(str(exc))
+    settings = eval_settings(config)
+    crop = args.crop_fraction if args.crop_fraction is not None else float((config or {}).get("crop_fraction", 1.0))
+    try:
+        result = evaluate(generator, real, extractor, settings, real_count=args.real_count,
+                          fake_count=args.fake_count, size=args.size, batch_size=args.batch_size,
+                          psi=args.psi, seed=args.seed, kid_subsets=args.kid_subsets,
+                          kid_subset_size=args.kid_subset_size, crop_fraction=crop,
+                          cache=not args.no_cache, progress=not args.no_progress)
+    except (ValueError, OSError) as exc:
+        return _fail(str(exc))
+    result["checkpoint"] = str(args.checkpoint)
+    out = Path(args.json) if args.json else Path(args.checkpoint).with_name("eval.json")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    print(format_table(result))
+    print(f"json: {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
