@@ -19,14 +19,15 @@ import argparse
 import hashlib
 import json
 import math
-import sys
 from pathlib import Path
 
 import torch
 
 from pigan import metrics
+from pigan.cli import EXIT_CODES_HELP, UsageError, run_command
+from pigan.render_options import RenderOptions
 
-__all__ = ["PIGAN_PROTOCOL", "eval_settings", "to_uint8", "real_features", "generated_features",
+__all__ = ["PIGAN_PROTOCOL", "eval_options", "to_uint8", "real_features", "generated_features",
            "evaluate", "format_table", "main"]
 
 PIGAN_PROTOCOL = {"real_count": 8000, "fake_count": 2048, "size": 128, "psi": 1.0}
@@ -40,16 +41,17 @@ def _progress(iterable, enabled, desc, total=None):
     return tqdm(iterable, desc=desc, total=total, leave=False, dynamic_ncols=True)
 
 
-def eval_settings(config: dict | None) -> dict:
-    """Render settings of a curriculum with its evaluation camera spread substituted."""
-    from pigan.render import settings_from_config
-
-    s = settings_from_config(config)
+def eval_options(config: dict | None) -> RenderOptions:
+    """Render options of a curriculum's final stage, with its evaluation camera spread substituted
+    (``h_stddev_eval``, ``v_stddev_eval``, ``sample_dist_eval`` when present)."""
     cfg = config or {}
-    for key in ("h_stddev", "v_stddev", "sample_dist"):
-        if cfg.get(f"{key}_eval") is not None:
-            s[key] = cfg[f"{key}_eval"]
-    return s
+    return RenderOptions.from_curriculum(config, **{key: cfg.get(f"{key}_eval")
+                                                     for key in ("h_stddev", "v_stddev", "sample_dist")})
+
+
+def _camera(o: RenderOptions) -> dict:
+    return {k: getattr(o, k) for k in ("fov", "ray_start", "ray_end", "h_stddev", "v_stddev", "h_mean",
+                                       "v_mean", "sample_dist")}
 
 
 def to_uint8(images: torch.Tensor) -> torch.Tensor:
@@ -128,7 +130,7 @@ def real_features(data, extractor, size: int = 128, count: int = 8000, batch_siz
 
 # ------------------------------------------------------------------------------------ generated
 @torch.no_grad()
-def generated_features(generator, extractor, settings: dict, count: int = 2048, size: int = 128,
+def generated_features(generator, extractor, options: RenderOptions, count: int = 2048, size: int = 128,
                        batch_size: int = 16, psi: float = 1.0, seed: int = 0, rank: int = 0,
                        world_size: int = 1, progress: bool = False, keep_images: int = 0):
     """(features [count, D], logits [count, C] or None, first ``keep_images`` images in [-1, 1]).
@@ -144,9 +146,10 @@ def generated_features(generator, extractor, settings: dict, count: int = 2048, 
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         _, pitch, yaw = ops.sample_camera_positions(
-            n=count, r=1, horizontal_stddev=settings["h_stddev"], vertical_stddev=settings["v_stddev"],
-            horizontal_mean=settings["h_mean"], vertical_mean=settings["v_mean"], device="cpu",
-            mode=settings["sample_dist"])
+            n=count, r=1, horizontal_stddev=options.h_stddev, vertical_stddev=options.v_stddev,
+            horizontal_mean=options.h_mean, vertical_mean=options.v_mean, device="cpu",
+            mode=options.sample_dist)
+    options = options.replace(img_size=size, nerf_noise=0.0)
     if psi != 1:
         generator.generate_avg_frequencies()
     was_training = generator.training
@@ -164,13 +167,8 @@ def generated_features(generator, extractor, settings: dict, count: int = 2048, 
                     f, p = generator.siren.mapping_network(zk)
                 else:
                     f, p = generator.truncate(zk, psi)
-                out = generator.render(
-                    frequencies=f, phase_shifts=p, pitch=pitch[sl].to(dev), yaw=yaw[sl].to(dev),
-                    img_size=size, fov=settings["fov"], ray_start=settings["ray_start"],
-                    ray_end=settings["ray_end"], num_steps=settings["num_steps"],
-                    hierarchical_sample=settings["hierarchical_sample"], jitter=False, nerf_noise=0.0,
-                    clamp_mode=settings["clamp_mode"], white_back=settings["white_back"],
-                    last_back=settings["last_back"], max_batch_size=settings.get("max_batch_size"))
+                out = generator.render(frequencies=f, phase_shifts=p, pitch=pitch[sl].to(dev),
+                                       yaw=yaw[sl].to(dev), options=options, jitter=False)
             px = out["pixels"].float().cpu()
             if sum(len(i) for i in images) < keep_images:
                 images.append(px)
@@ -194,7 +192,7 @@ def generated_features(generator, extractor, settings: dict, count: int = 2048, 
 
 
 # ------------------------------------------------------------------------------------ metrics
-def evaluate(generator, real, extractor, settings: dict, *, real_count: int = 8000, fake_count: int = 2048,
+def evaluate(generator, real, extractor, options: RenderOptions, *, real_count: int = 8000, fake_count: int = 2048,
              size: int = 128, batch_size: int = 16, psi: float = 1.0, seed: int = 0,
              kid_subsets: int = 100, kid_subset_size: int = 1000, is_splits: int = 10,
              crop_fraction: float = 1.0, cache: bool = True, progress: bool = False, rank: int = 0,
@@ -205,11 +203,9 @@ def evaluate(generator, real, extractor, settings: dict, *, real_count: int = 80
     if isinstance(real, torch.Tensor):
         real_feats, real_info = real.double(), {"dataset": "features", "count": real.shape[0], "cached": False}
     else:
-        camera = {k: settings[k] for k in ("fov", "ray_start", "ray_end", "h_stddev", "v_stddev",
-                                           "h_mean", "v_mean", "sample_dist")}
         real_feats, real_info = real_features(real, extractor, size, real_count, batch_size * 4,
-                                              crop_fraction, camera, cache, progress)
-    fake_feats, fake_logits, _ = generated_features(generator, extractor, settings, fake_count, size,
+                                              crop_fraction, _camera(options), cache, progress)
+    fake_feats, fake_logits, _ = generated_features(generator, extractor, options, fake_count, size,
                                                     batch_size, psi, seed, rank, world_size, progress)
     kid_mean, kid_std = metrics.kid_from_features(real_feats, fake_feats, kid_subsets, kid_subset_size, seed)
     result = {
@@ -219,7 +215,7 @@ def evaluate(generator, real, extractor, settings: dict, *, real_count: int = 80
         "size": size, "psi": psi, "seed": seed,
         "kid_subset_size": min(kid_subset_size, real_feats.shape[0], fake_feats.shape[0]),
         "kid_subsets": kid_subsets,
-        "camera": {k: settings[k] for k in ("h_stddev", "v_stddev", "h_mean", "v_mean", "sample_dist")},
+        "camera": {k: getattr(options, k) for k in ("h_stddev", "v_stddev", "h_mean", "v_mean", "sample_dist")},
     }
     if fake_logits is not None:
         splits = min(is_splits, fake_logits.shape[0])
@@ -247,7 +243,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = PIGAN_PROTOCOL
     ap = argparse.ArgumentParser(prog="pigan eval", description=(
         "FID, KID (x100) and IS of a checkpoint's generator against real images, with "
-        "torch-fidelity's InceptionV3. Defaults follow pi-GAN's evaluation protocol."))
+        "torch-fidelity's InceptionV3. Defaults follow pi-GAN's evaluation protocol."),
+        epilog=EXIT_CODES_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("checkpoint", help="checkpoint of ours, or pi-GAN's folder / generator.pth")
     ap.add_argument("--real", required=True, help="folder of real images, or 'procedural' for the "
                     "embedded demo dataset")
@@ -273,12 +270,7 @@ def build_parser() -> argparse.ArgumentParser:
     return ap
 
 
-def _fail(message: str, code: int = 2) -> int:
-    print(f"pigan eval: error: {message}", file=sys.stderr)
-    return code
-
-
-def main(argv=None) -> int:
+def _main(argv) -> int:
     ap = build_parser()
     args = ap.parse_args(argv)
     for name in ("real_count", "fake_count", "size", "batch_size", "kid_subsets", "kid_subset_size"):
@@ -290,50 +282,50 @@ def main(argv=None) -> int:
         ap.error(f"--psi must be in [0, 1], got {args.psi}")
     if args.crop_fraction is not None and not 0 < args.crop_fraction <= 1:
         ap.error(f"--crop-fraction must be in (0, 1], got {args.crop_fraction}")
-    real = args.real
     from pigan.data import PROCEDURAL_NAMES
-    if real.lower() not in PROCEDURAL_NAMES and not Path(real).is_dir():
-        return _fail(f"--real {real!r} is not a folder of images (or 'procedural')")
+    if args.real.lower() not in PROCEDURAL_NAMES and not Path(args.real).is_dir():
+        raise UsageError(f"--real {args.real!r} is not a folder of images (or 'procedural')")
     if not Path(args.checkpoint).exists():
-        return _fail(f"checkpoint {args.checkpoint!r} does not exist")
+        raise UsageError(f"checkpoint {args.checkpoint!r} does not exist")
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     if device.type == "cuda" and not torch.cuda.is_available():
-        return _fail("--device cuda requested but CUDA is not available")
+        raise UsageError("--device cuda requested but CUDA is not available")
     try:
         extractor = metrics.InceptionExtractor(args.inception, device)
-    except metrics.InceptionWeightsNotFound as exc:
-        return _fail(str(exc), 3)
-    except (ImportError, ValueError) as exc:
-        return _fail(str(exc))
+    except (metrics.InceptionWeightsNotFound, ImportError, ValueError) as exc:
+        raise UsageError(str(exc)) from exc
     from pigan.checkpoints import CheckpointError
     from pigan.render import load_for_render
     try:
         generator, config = load_for_render(args.checkpoint, device, use_ema=not args.no_ema)
     except CheckpointError as exc:
-        return _fail(str(exc))
+        raise UsageError(str(exc)) from exc
     if args.curriculum:
-        from pigan.curriculums import get_curriculum
-        try:
-            config = get_curriculum(args.curriculum)
-        except ValueError as exc:
-            return _fail(str(exc))
-    settings = eval_settings(config)
+        from pigan.training.config import load_curriculum
+        config = load_curriculum(args.curriculum)
+    out = Path(args.json) if args.json else Path(args.checkpoint).with_name("eval.json")
+    from pigan.cli import check_output_file, writing
+    check_output_file(out, "--json file")
     crop = args.crop_fraction if args.crop_fraction is not None else float((config or {}).get("crop_fraction", 1.0))
     try:
-        result = evaluate(generator, real, extractor, settings, real_count=args.real_count,
+        result = evaluate(generator, args.real, extractor, eval_options(config), real_count=args.real_count,
                           fake_count=args.fake_count, size=args.size, batch_size=args.batch_size,
                           psi=args.psi, seed=args.seed, kid_subsets=args.kid_subsets,
                           kid_subset_size=args.kid_subset_size, crop_fraction=crop,
                           cache=not args.no_cache, progress=not args.no_progress)
-    except (ValueError, OSError) as exc:
-        return _fail(str(exc))
+    except ValueError as exc:                    # an empty or unreadable image folder
+        raise UsageError(str(exc)) from exc
     result["checkpoint"] = str(args.checkpoint)
-    out = Path(args.json) if args.json else Path(args.checkpoint).with_name("eval.json")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
+    with writing(out):
+        out.write_text(json.dumps(result, indent=2) + "\n")
     print(format_table(result))
     print(f"json: {out}")
     return 0
+
+
+def main(argv=None) -> int:
+    """``pigan eval CHECKPOINT --real DATA_DIR [options]``."""
+    return run_command("pigan eval", _main, argv)
 
 
 if __name__ == "__main__":

@@ -23,6 +23,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from pigan.cli import EXIT_CODES_HELP, EXIT_FAILED, UsageError, check_output_dir, run_command, writing
+
 __all__ = ["DEFAULT_LEVEL", "grid_points", "latent_codes", "density_grid", "field_colors",
            "extract_mesh", "mesh_volume", "write_mrc", "write_ply", "write_obj", "render_mesh_png", "main"]
 
@@ -234,8 +236,9 @@ def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="pigan shapes", description=(
         "Sample a generator's density on an N^3 grid and write it as .mrc, and as a coloured mesh "
         "(.ply; .obj and a PNG preview on request) by marching cubes."),
-        epilog="Exit codes: 0 all written; 1 some seed's density does not cross the level (its .mrc is "
-               "still written); 2 bad input.")
+        epilog=EXIT_CODES_HELP.replace("(e.g. none of the input images could be read)",
+                                       "(a seed's density does not cross the level; its .mrc is written)"),
+        formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("checkpoint", help="checkpoint of ours, or pi-GAN's folder / generator.pth")
     ap.add_argument("--out", required=True, help="output folder")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0], help="latent seeds (default 0)")
@@ -255,12 +258,7 @@ def build_parser() -> argparse.ArgumentParser:
     return ap
 
 
-def _fail(message: str, code: int = 2) -> int:
-    print(f"pigan shapes: error: {message}", file=sys.stderr)
-    return code
-
-
-def main(argv=None) -> int:
+def _main(argv) -> int:
     ap = build_parser()
     args = ap.parse_args(argv)
     if args.resolution < 2:
@@ -276,50 +274,59 @@ def main(argv=None) -> int:
             import plyfile  # noqa: F401
             import skimage  # noqa: F401
         except ImportError as exc:
-            return _fail(f"meshes need scikit-image and plyfile ({exc.name} is missing; pip install "
-                         f"'pigan-kernels[research]', or pass --no-mesh)")
+            raise UsageError(f"meshes need scikit-image and plyfile ({exc.name} is missing; pip install "
+                             f"'pigan-kernels[research]', or pass --no-mesh)") from exc
     try:
         import mrcfile  # noqa: F401
     except ImportError:
-        return _fail("the .mrc writer needs mrcfile (pip install mrcfile)")
+        raise UsageError("the .mrc writer needs mrcfile (pip install mrcfile)") from None
     if not Path(args.checkpoint).exists():
-        return _fail(f"checkpoint {args.checkpoint!r} does not exist")
+        raise UsageError(f"checkpoint {args.checkpoint!r} does not exist")
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     if device.type == "cuda" and not torch.cuda.is_available():
-        return _fail("--device cuda requested but CUDA is not available")
+        raise UsageError("--device cuda requested but CUDA is not available")
     from pigan.checkpoints import CheckpointError
     from pigan.render import load_for_render
     try:
         generator, config = load_for_render(args.checkpoint, device, use_ema=not args.no_ema)
     except CheckpointError as exc:
-        return _fail(str(exc))
+        raise UsageError(str(exc)) from exc
     level = args.level if args.level is not None else default_level(config)
-    out = Path(args.out)
+    out = check_output_dir(args.out)
     status = 0
     for seed in args.seeds:
         z = torch.randn(1, generator.z_dim, generator=torch.Generator().manual_seed(seed)).to(device)
         sigma = density_grid(generator, z, args.resolution, args.cube_size, psi=args.psi,
                              chunk_size=args.chunk_size, progress=not args.no_progress)
-        paths = [write_mrc(sigma, out / f"seed{seed}.mrc", args.cube_size)]
+        with writing(out / f"seed{seed}.mrc"):
+            paths = [write_mrc(sigma, out / f"seed{seed}.mrc", args.cube_size)]
         line = f"seed {seed}: sigma in [{sigma.min():.3g}, {sigma.max():.3g}]"
         if not args.no_mesh:
             try:
                 verts, faces = extract_mesh(sigma, level, args.cube_size)
             except ValueError as exc:
                 print(f"pigan shapes: seed {seed}: no mesh: {exc}", file=sys.stderr)
-                status = 1
+                status = EXIT_FAILED
             else:
                 colors = field_colors(generator, z, verts, psi=args.psi, chunk_size=args.chunk_size)
-                paths.append(write_ply(verts, faces, out / f"seed{seed}.ply", colors))
+                with writing(out / f"seed{seed}.ply"):
+                    paths.append(write_ply(verts, faces, out / f"seed{seed}.ply", colors))
                 if args.obj:
-                    paths.append(write_obj(verts, faces, out / f"seed{seed}.obj", colors))
+                    with writing(out / f"seed{seed}.obj"):
+                        paths.append(write_obj(verts, faces, out / f"seed{seed}.obj", colors))
                 if args.preview:
-                    paths.append(render_mesh_png(verts, faces, out / f"seed{seed}.png", colors))
+                    with writing(out / f"seed{seed}.png"):
+                        paths.append(render_mesh_png(verts, faces, out / f"seed{seed}.png", colors))
                 line += f", level {level:g}: {len(verts)} vertices, {len(faces)} faces"
         print(line)
         for p in paths:
             print(f"  {p}")
     return status
+
+
+def main(argv=None) -> int:
+    """``pigan shapes CHECKPOINT --out DIR [options]``."""
+    return run_command("pigan shapes", _main, argv)
 
 
 if __name__ == "__main__":

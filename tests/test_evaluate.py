@@ -58,15 +58,14 @@ def cache(tmp_path, monkeypatch):
 
 
 def _settings(cur):
-    s = ev.eval_settings(cur)
-    s["num_steps"] = 4
-    return s
+    return ev.eval_options(cur).replace(num_steps=4)
 
 
 def test_eval_settings_use_the_evaluation_spread(tiny):
     _, cur, _, _ = tiny
-    s = ev.eval_settings(cur)
-    assert s["h_stddev"] == 0.1 and s["v_stddev"] == cur["v_stddev"]
+    o = ev.eval_options(cur)
+    assert o.h_stddev == 0.1 and o.v_stddev == cur["v_stddev"] and o.nerf_noise == 0
+    assert ev.eval_options(get_curriculum("demo")).h_stddev == cur["h_stddev"]
 
 
 def test_pipeline_numbers_and_cache(tiny, cache):
@@ -150,7 +149,7 @@ def test_cli_offline_error(tiny, tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))
     rc = ev.main([str(path), "--real", str(real), "--no-progress"])
     err = capsys.readouterr().err
-    assert rc == 3 and err.count("\n") == 1 and metrics.INCEPTION_FILE in err and "--inception" in err
+    assert rc == 2 and err.count("\n") == 1 and metrics.INCEPTION_FILE in err and "--inception" in err
 
 
 def test_cli_bad_input(tiny, tmp_path, capsys):
