@@ -23,6 +23,11 @@ PIGAN_HD float p_log1p(float x) { return ::log1pf(x); }
 PIGAN_HD double p_log1p(double x) { return ::log1p(x); }
 template <typename A>
 PIGAN_HD bool p_isnan(A x) { return x != x; }
+template <typename A>
+PIGAN_HD bool p_isinf(A x) { return x == x && (x - x) != (x - x); }
+// The largest finite value (torch.nan_to_num's replacement of +inf).
+PIGAN_HD float p_max_finite(float) { return 3.40282347e+38f; }
+PIGAN_HD double p_max_finite(double) { return 1.7976931348623157e+308; }
 
 #if !defined(__CUDA_ARCH__) && !defined(__HIP_DEVICE_COMPILE__)
 // exp(x) for float on the host, branch-free so that GCC vectorises loops of it (glibc's expf is a

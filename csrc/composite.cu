@@ -1,7 +1,6 @@
 // CUDA compositing kernels: one thread per ray running the per-ray code of composite.h, templated on
 // the channel count (3, 21, 32, generic), float32 accumulation for float16 / bfloat16 / float32.
 // Lean includes only (no torch/extension.h): this file compiles in seconds.
-#include <ATen/Dispatch.h>
 #include <ATen/OpMathType.h>
 #include <ATen/core/Tensor.h>
 #include <c10/cuda/CUDAException.h>
@@ -80,6 +79,19 @@ const T* opt_ptr(const at::Tensor& t) {
   return t.defined() ? t.const_data_ptr<T>() : nullptr;
 }
 
+// The launch shared by the four ops: one thread per ray, the kernel picked by element type and
+// channel count, on the current stream. launch(Type<T>, integral_constant<NC>, grid, stream).
+template <typename F>
+void launch_per_ray(const at::Tensor& rs, const char* op, F&& launch) {
+  const int64_t N = rs.size(0) * rs.size(1);
+  if (N == 0) return;
+  const auto stream = c10::cuda::getCurrentCUDAStream();
+  dispatch_float_channels<true>(rs.scalar_type(), rs.size(3) - 1, op, [&](auto t, auto nc) {
+    launch(t, nc, blocks_for(N), stream);
+    C10_CUDA_KERNEL_LAUNCH_CHECK();
+  });
+}
+
 }  // namespace
 
 void composite_fwd(const at::Tensor& rs, const at::Tensor& z, const at::Tensor& noise, int clamp,
@@ -87,17 +99,12 @@ void composite_fwd(const at::Tensor& rs, const at::Tensor& z, const at::Tensor& 
                    const at::Tensor& depth, const at::Tensor& weights) {
   const int64_t N = rs.size(0) * rs.size(1);
   const int S = int(rs.size(2)), C = int(rs.size(3) - 1);
-  if (N == 0) return;
-  auto stream = c10::cuda::getCurrentCUDAStream();
-  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, rs.scalar_type(), "composite_fwd_cuda", [&] {
-    dispatch_channels(C, [&](auto nc) {
-      constexpr int NC = decltype(nc)::value;
-      composite_fwd_kernel<scalar_t, NC><<<blocks_for(N), kThreads, 0, stream>>>(
-          rs.const_data_ptr<scalar_t>(), z.const_data_ptr<scalar_t>(), opt_ptr<scalar_t>(noise), N, S,
-          C, clamp, last_back, white_back, fill, rgb.mutable_data_ptr<scalar_t>(),
-          depth.mutable_data_ptr<scalar_t>(), weights.mutable_data_ptr<scalar_t>());
-      C10_CUDA_KERNEL_LAUNCH_CHECK();
-    });
+  launch_per_ray(rs, "composite_fwd", [&](auto t, auto nc, unsigned grid, cudaStream_t stream) {
+    using T = typename decltype(t)::type;
+    composite_fwd_kernel<T, decltype(nc)::value><<<grid, kThreads, 0, stream>>>(
+        rs.const_data_ptr<T>(), z.const_data_ptr<T>(), opt_ptr<T>(noise), N, S, C, clamp, last_back,
+        white_back, fill, rgb.mutable_data_ptr<T>(), depth.mutable_data_ptr<T>(),
+        weights.mutable_data_ptr<T>());
   });
 }
 
@@ -107,19 +114,12 @@ void composite_bwd(const at::Tensor& g_rgb, const at::Tensor& g_depth, const at:
                    const at::Tensor& grad) {
   const int64_t N = rs.size(0) * rs.size(1);
   const int S = int(rs.size(2)), C = int(rs.size(3) - 1);
-  if (N == 0) return;
-  auto stream = c10::cuda::getCurrentCUDAStream();
-  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, rs.scalar_type(), "composite_bwd_cuda", [&] {
-    using A = at::opmath_type<scalar_t>;
-    dispatch_channels(C, [&](auto nc) {
-      constexpr int NC = decltype(nc)::value;
-      composite_bwd_kernel<scalar_t, NC><<<blocks_for(N), kThreads, 0, stream>>>(
-          g_rgb.const_data_ptr<scalar_t>(), g_depth.const_data_ptr<scalar_t>(),
-          g_w.const_data_ptr<scalar_t>(), rs.const_data_ptr<scalar_t>(), z.const_data_ptr<scalar_t>(),
-          opt_ptr<scalar_t>(noise), N, S, C, clamp, last_back, white_back, fill,
-          tbuf.mutable_data_ptr<A>(), grad.mutable_data_ptr<scalar_t>());
-      C10_CUDA_KERNEL_LAUNCH_CHECK();
-    });
+  launch_per_ray(rs, "composite_bwd", [&](auto t, auto nc, unsigned grid, cudaStream_t stream) {
+    using T = typename decltype(t)::type;
+    composite_bwd_kernel<T, decltype(nc)::value><<<grid, kThreads, 0, stream>>>(
+        g_rgb.const_data_ptr<T>(), g_depth.const_data_ptr<T>(), g_w.const_data_ptr<T>(),
+        rs.const_data_ptr<T>(), z.const_data_ptr<T>(), opt_ptr<T>(noise), N, S, C, clamp, last_back,
+        white_back, fill, tbuf.mutable_data_ptr<at::opmath_type<T>>(), grad.mutable_data_ptr<T>());
   });
 }
 
@@ -127,17 +127,11 @@ void midpoint_fwd(const at::Tensor& rs, const at::Tensor& z, int clamp, bool whi
                   const at::Tensor& rgb, const at::Tensor& depth, const at::Tensor& weights) {
   const int64_t N = rs.size(0) * rs.size(1);
   const int S = int(rs.size(2)), C = int(rs.size(3) - 1);
-  if (N == 0) return;
-  auto stream = c10::cuda::getCurrentCUDAStream();
-  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, rs.scalar_type(), "midpoint_fwd_cuda", [&] {
-    dispatch_channels(C, [&](auto nc) {
-      constexpr int NC = decltype(nc)::value;
-      midpoint_fwd_kernel<scalar_t, NC><<<blocks_for(N), kThreads, 0, stream>>>(
-          rs.const_data_ptr<scalar_t>(), z.const_data_ptr<scalar_t>(), N, S, C, clamp, white_back,
-          rgb.mutable_data_ptr<scalar_t>(), depth.mutable_data_ptr<scalar_t>(),
-          weights.mutable_data_ptr<scalar_t>());
-      C10_CUDA_KERNEL_LAUNCH_CHECK();
-    });
+  launch_per_ray(rs, "midpoint_fwd", [&](auto t, auto nc, unsigned grid, cudaStream_t stream) {
+    using T = typename decltype(t)::type;
+    midpoint_fwd_kernel<T, decltype(nc)::value><<<grid, kThreads, 0, stream>>>(
+        rs.const_data_ptr<T>(), z.const_data_ptr<T>(), N, S, C, clamp, white_back,
+        rgb.mutable_data_ptr<T>(), depth.mutable_data_ptr<T>(), weights.mutable_data_ptr<T>());
   });
 }
 
@@ -146,18 +140,12 @@ void midpoint_bwd(const at::Tensor& g_rgb, const at::Tensor& g_depth, const at::
                   const at::Tensor& tbuf, const at::Tensor& grad) {
   const int64_t N = rs.size(0) * rs.size(1);
   const int S = int(rs.size(2)), C = int(rs.size(3) - 1);
-  if (N == 0) return;
-  auto stream = c10::cuda::getCurrentCUDAStream();
-  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, rs.scalar_type(), "midpoint_bwd_cuda", [&] {
-    using A = at::opmath_type<scalar_t>;
-    dispatch_channels(C, [&](auto nc) {
-      constexpr int NC = decltype(nc)::value;
-      midpoint_bwd_kernel<scalar_t, NC><<<blocks_for(N), kThreads, 0, stream>>>(
-          g_rgb.const_data_ptr<scalar_t>(), g_depth.const_data_ptr<scalar_t>(),
-          g_w.const_data_ptr<scalar_t>(), rs.const_data_ptr<scalar_t>(), z.const_data_ptr<scalar_t>(),
-          N, S, C, clamp, white_back, tbuf.mutable_data_ptr<A>(), grad.mutable_data_ptr<scalar_t>());
-      C10_CUDA_KERNEL_LAUNCH_CHECK();
-    });
+  launch_per_ray(rs, "midpoint_bwd", [&](auto t, auto nc, unsigned grid, cudaStream_t stream) {
+    using T = typename decltype(t)::type;
+    midpoint_bwd_kernel<T, decltype(nc)::value><<<grid, kThreads, 0, stream>>>(
+        g_rgb.const_data_ptr<T>(), g_depth.const_data_ptr<T>(), g_w.const_data_ptr<T>(),
+        rs.const_data_ptr<T>(), z.const_data_ptr<T>(), N, S, C, clamp, white_back,
+        tbuf.mutable_data_ptr<at::opmath_type<T>>(), grad.mutable_data_ptr<T>());
   });
 }
 

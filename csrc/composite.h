@@ -1,5 +1,5 @@
-// Per-ray alpha compositing, forward and backward, for pi-GAN's quadrature (PIGAN.md section 2) and
-// EG3D's midpoint quadrature (section 7). Compiled by the CPU ops and by the CUDA kernels.
+// Per-ray alpha compositing, forward and backward, for pi-GAN's quadrature and EG3D's midpoint
+// quadrature. Compiled by the CPU ops and by the CUDA kernels.
 //
 // Layout of one ray: rs [S, C+1] contiguous (sigma last), z [S], noise [S] or null.
 // Template NC > 0 fixes the channel count at compile time (registers, unrolled loops); NC == 0 is
@@ -335,15 +335,30 @@ PIGAN_HD void composite_bwd_ray(const T* rs, const T* z, const T* noise, const T
 // density activation softplus(sigma_mid - 1) (kSoftplus) or none (kNoActivation); depth is
 // sum(w z_mid) / sum(w), NaN -> +inf, then clamped to [min z, max z] of the ray.
 
+// min and max of the ray's depths, both NaN when any depth is NaN (as torch.amin / amax). S >= 1.
 template <typename A, typename T>
 PIGAN_HD void ray_z_range(const T* z, int S, A& zmin, A& zmax) {
   zmin = A(z[0]);
   zmax = zmin;
+  A nan = zmin;
   for (int i = 1; i < S; ++i) {
     const A v = A(z[i]);
     zmin = v < zmin ? v : zmin;
     zmax = v > zmax ? v : zmax;
+    nan = p_isnan(v) ? v : nan;
   }
+  if (p_isnan(nan)) zmin = zmax = nan;
+}
+
+// torch.clamp(torch.nan_to_num(D, nan=inf), zmin, zmax): NaN -> +inf, +-inf -> the largest finite
+// values, then clamped; NaN bounds give NaN.
+template <typename A>
+PIGAN_HD A midpoint_depth(A D, A zmin, A zmax) {
+  if (p_isnan(zmin)) return zmin;
+  if (p_isnan(D)) D = zmax;
+  if (p_isinf(D)) D = D > A(0) ? p_max_finite(D) : -p_max_finite(D);
+  D = D < zmin ? zmin : D;
+  return D > zmax ? zmax : D;
 }
 
 template <typename A>
@@ -399,10 +414,7 @@ PIGAN_HD void midpoint_fwd_ray(const T* rs, const T* z, int S, int c_rt, int cla
   }
   A zmin, zmax;
   ray_z_range(z, S, zmin, zmax);
-  A D = N / W;
-  if (p_isnan(D) || D > zmax) D = zmax;  // nan_to_num(nan -> inf) then clamp
-  if (D < zmin) D = zmin;
-  depth[0] = T(D);
+  depth[0] = T(midpoint_depth(N / W, zmin, zmax));
 }
 
 template <typename T, typename A, int NC>
@@ -431,7 +443,7 @@ PIGAN_HD void midpoint_bwd_ray(const T* rs, const T* z, const T* g_rgb, const T*
   ray_z_range(z, S, zmin, zmax);
   const A D = N / W;
   // clamp passes the gradient only inside [zmin, zmax]; nan_to_num only where D is finite.
-  const bool through = !p_isnan(D) && D >= zmin && D <= zmax;
+  const bool through = !p_isnan(D) && !p_isinf(D) && D >= zmin && D <= zmax;
   const A gN = through ? A(g_depth[0]) / W : A(0);
   A gsum = A(0);
   for (int c = 0; c < C; ++c) gsum += A(g_rgb[c]);

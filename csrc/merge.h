@@ -1,6 +1,6 @@
-// Per-ray merge of fine and coarse depths (PIGAN.md section 4 / issue 4), compiled by the CPU ops
-// and the CUDA kernels. The result equals a stable sort of cat([fine, coarse]) (NaN last, as
-// torch.sort): ties keep fine before coarse, and idx indexes the concatenation.
+// Per-ray merge of fine and coarse depths, compiled by the CPU ops and the CUDA kernels. The result
+// equals a stable sort of cat([fine, coarse]) (NaN last, as torch.sort): ties keep fine before
+// coarse, and idx indexes the concatenation.
 //
 // The output ray itself is the only scratch: the fine list (unsorted when it comes from stratified
 // sample_pdf) is insertion-sorted into out[0, S2); a sorted coarse list (the usual case) is then

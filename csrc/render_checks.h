@@ -60,7 +60,7 @@ inline void check_composite(const at::Tensor& rs, const at::Tensor& z,
   if (midpoint) {
     TORCH_CHECK_VALUE(clamp == 1 || clamp == 2, "clamp_mode must be 1 (softplus) or 2 (none), got ",
                       clamp);
-    TORCH_CHECK_VALUE(rs.size(2) >= 1 || rs.numel() == 0,
+    TORCH_CHECK_VALUE(rs.size(2) >= 1 || rs.size(0) * rs.size(1) == 0,
                       "the midpoint quadrature needs S >= 1 samples, got shape ", rs.sizes());
   } else {
     TORCH_CHECK_VALUE(clamp == 0 || clamp == 1, "clamp_mode must be 0 (relu) or 1 (softplus), got ",
@@ -87,7 +87,8 @@ inline void check_cotangents(const at::Tensor& g_rgb, const at::Tensor& g_depth,
   }
 }
 
-inline void check_sample_pdf(const at::Tensor& bins, const at::Tensor& w, const at::Tensor& u) {
+inline void check_sample_pdf(const at::Tensor& bins, const at::Tensor& w, const at::Tensor& u,
+                             const c10::optional<at::Tensor>& total) {
   check_float(bins, "bins");
   check_float(w, "weights");
   check_float(u, "u");
@@ -103,6 +104,13 @@ inline void check_sample_pdf(const at::Tensor& bins, const at::Tensor& w, const 
                     "bins must have shape [N, M+1] for weights ", w.sizes(), ", got ", bins.sizes());
   TORCH_CHECK_VALUE(u.size(0) == w.size(0), "u must have shape [N, K] with N = ", w.size(0),
                     ", got ", u.sizes());
+  if (total.has_value()) {
+    check_float(*total, "total");
+    check_dtype(*total, bins, "total");
+    check_device(*total, bins, "total");
+    TORCH_CHECK_VALUE(total->numel() == w.size(0), "total must have one value per ray (", w.size(0),
+                      "), got shape ", total->sizes());
+  }
 }
 
 inline void check_merge(const at::Tensor& zc, const at::Tensor& zf) {

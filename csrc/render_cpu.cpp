@@ -4,12 +4,11 @@
 #include <vector>
 
 #include <ATen/ATen.h>
-#include <ATen/Dispatch.h>
 #include <ATen/Parallel.h>
 #include <ATen/Version.h>
 #include <torch/library.h>
 
-#include "composite.h"
+#include "composite_cpu.h"
 #include "dispatch.h"
 #include "merge.h"
 #include "render_checks.h"
@@ -33,49 +32,6 @@ at::Tensor back(const at::Tensor& t, at::ScalarType dtype) {
 // Rays per task: compositing costs ~S*C flops per ray, so a few hundred rays amortise a task.
 int64_t grain_for(int64_t per_ray) { return std::max<int64_t>(1, 16384 / std::max<int64_t>(per_ray, 1)); }
 
-// Rays per block of the compositing loops: the per-sample terms of a block (~1000 samples, a few
-// KB per buffer) are computed in long vectorised loops and stay in L1 for the per-ray passes.
-int64_t block_rays(int64_t S) { return std::max<int64_t>(1, 1024 / std::max<int64_t>(S, 1)); }
-
-// The block functions below are compiled for CPUs with AVX2 (8 float lanes instead of SSE2's 4)
-// and for the baseline ISA. Not FMA: without contraction both clones round exactly as the scalar
-// RayTerms path does (the CPU's CUDA-variant mode is bit-identical).
-// flatten: the header code must be inlined into each clone to be compiled for its ISA.
-#if defined(__GNUC__) && defined(__x86_64__) && defined(__linux__) && !defined(__clang__)
-#define PIGAN_CLONES __attribute__((target_clones("avx2", "default"), flatten))
-#elif defined(__GNUC__)
-#define PIGAN_CLONES __attribute__((flatten))
-#else
-#define PIGAN_CLONES
-#endif
-
-// One block of n rays (pointers at its first ray): terms of the block, then the per-ray passes.
-// buf: 2 * n * S (e_i, delta_i).
-template <typename T, int NC>
-PIGAN_CLONES void composite_fwd_block(
-    const T* rs, const T* z, const T* noise, int64_t n, int S, int C, int clamp, bool last_back,
-    bool white_back, int fill, T* buf, T* rgb, T* depth, T* weights) {
-  const int64_t m = n * S;
-  block_terms<T, T, NC>(rs, z, noise, n, S, C, clamp, buf, static_cast<T*>(nullptr), buf + m);
-  for (int64_t r = 0; r < n; ++r) {
-    const RayTermsCached<T> tm{buf + r * S, nullptr, buf + m + r * S};
-    composite_fwd_ray_terms<T, T, NC>(tm, rs + r * S * (C + 1), z + r * S, S, C, last_back,
-                                      white_back, fill, rgb + r * C, depth + r, weights + r * S);
-  }
-}
-
-// buf: 6 * n * S + 2 * n (e_i, act'(x_i), delta_i, then composite_bwd_block_split's scratch).
-template <typename T, int NC>
-PIGAN_CLONES void composite_bwd_block(
-    const T* rs, const T* z, const T* noise, const T* g_rgb, const T* g_depth, const T* g_w,
-    int64_t n, int S, int C, int clamp, bool last_back, bool white_back, int fill, T* buf,
-    T* grad) {
-  const int64_t m = n * S;
-  block_terms<T, T, NC>(rs, z, noise, n, S, C, clamp, buf, buf + m, buf + 2 * m);
-  composite_bwd_block_split<T, T, NC>(buf, buf + m, buf + 2 * m, rs, z, g_rgb, g_depth, g_w, n, S,
-                                      C, last_back, white_back, fill, clamp == kRelu, buf + 3 * m, grad);
-}
-
 std::tuple<at::Tensor, at::Tensor, at::Tensor> composite_fwd_cpu(
     const at::Tensor& rs_in, const at::Tensor& z_in, const c10::optional<at::Tensor>& noise_in,
     int64_t clamp, bool last_back, bool white_back, int64_t fill) {
@@ -87,26 +43,25 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> composite_fwd_cpu(
   at::Tensor rgb = new_output({B, R, C}, rs.options());
   at::Tensor depth = new_output({B, R, 1}, rs.options());
   at::Tensor weights = new_output({B, R, S, 1}, rs.options());
-  AT_DISPATCH_FLOATING_TYPES(rs.scalar_type(), "composite_fwd_cpu", [&] {
-    dispatch_channels(C, [&](auto nc) {
-      constexpr int NC = decltype(nc)::value;
-      const scalar_t* prs = rs.data_ptr<scalar_t>();
-      const scalar_t* pz = z.data_ptr<scalar_t>();
-      const scalar_t* pn = noise.defined() ? noise.data_ptr<scalar_t>() : nullptr;
-      scalar_t* prgb = rgb.data_ptr<scalar_t>();
-      scalar_t* pd = depth.data_ptr<scalar_t>();
-      scalar_t* pw = weights.data_ptr<scalar_t>();
-      const int64_t nb = block_rays(S);
-      at::parallel_for(0, N, grain_for(S * (C + 1)), [&](int64_t b, int64_t e) {
-        std::vector<scalar_t> buf(2 * nb * S);
-        for (int64_t r0 = b; r0 < e; r0 += nb) {
-          composite_fwd_block<scalar_t, NC>(prs + r0 * S * (C + 1), pz + r0 * S,
-                                            pn ? pn + r0 * S : nullptr, std::min(nb, e - r0),
-                                            int(S), int(C), int(clamp), last_back, white_back,
-                                            int(fill), buf.data(), prgb + r0 * C, pd + r0,
-                                            pw + r0 * S);
-        }
-      });
+  dispatch_float_channels<false>(rs.scalar_type(), C, "composite_fwd_cpu", [&](auto t, auto nc) {
+    using scalar_t = typename decltype(t)::type;
+    constexpr int NC = decltype(nc)::value;
+    const scalar_t* prs = rs.data_ptr<scalar_t>();
+    const scalar_t* pz = z.data_ptr<scalar_t>();
+    const scalar_t* pn = noise.defined() ? noise.data_ptr<scalar_t>() : nullptr;
+    scalar_t* prgb = rgb.data_ptr<scalar_t>();
+    scalar_t* pd = depth.data_ptr<scalar_t>();
+    scalar_t* pw = weights.data_ptr<scalar_t>();
+    const int64_t nb = block_rays(S);
+    at::parallel_for(0, N, grain_for(S * (C + 1)), [&](int64_t b, int64_t e) {
+      std::vector<scalar_t> buf(2 * nb * S);
+      for (int64_t r0 = b; r0 < e; r0 += nb) {
+        composite_fwd_block<scalar_t, NC>(prs + r0 * S * (C + 1), pz + r0 * S,
+                                          pn ? pn + r0 * S : nullptr, std::min(nb, e - r0),
+                                          int(S), int(C), int(clamp), last_back, white_back,
+                                          int(fill), buf.data(), prgb + r0 * C, pd + r0,
+                                          pw + r0 * S);
+      }
     });
   });
   return {back(rgb, dtype), back(depth, dtype), back(weights, dtype)};
@@ -124,38 +79,37 @@ at::Tensor composite_bwd_cpu(const at::Tensor& g_rgb_in, const at::Tensor& g_dep
   const at::Tensor g_rgb = work(g_rgb_in), g_depth = work(g_depth_in), g_w = work(g_w_in);
   const int64_t B = rs.size(0), R = rs.size(1), S = rs.size(2), C = rs.size(3) - 1, N = B * R;
   at::Tensor grad = new_output(rs.sizes(), rs.options());
-  AT_DISPATCH_FLOATING_TYPES(rs.scalar_type(), "composite_bwd_cpu", [&] {
-    dispatch_channels(C, [&](auto nc) {
-      constexpr int NC = decltype(nc)::value;
-      const scalar_t* prs = rs.data_ptr<scalar_t>();
-      const scalar_t* pz = z.data_ptr<scalar_t>();
-      const scalar_t* pn = noise.defined() ? noise.data_ptr<scalar_t>() : nullptr;
-      const scalar_t* pgr = g_rgb.data_ptr<scalar_t>();
-      const scalar_t* pgd = g_depth.data_ptr<scalar_t>();
-      const scalar_t* pgw = g_w.data_ptr<scalar_t>();
-      scalar_t* pg = grad.data_ptr<scalar_t>();
-      const bool recompute = composite_recompute_mode();
-      const int64_t nb = block_rays(S);
-      at::parallel_for(0, N, grain_for(S * (C + 1)), [&](int64_t b, int64_t e) {
-        std::vector<scalar_t> buf(6 * nb * S + 2 * nb + std::max<int64_t>(S, 1));
-        for (int64_t r0 = b; r0 < e; r0 += nb) {
-          const int64_t n = std::min(nb, e - r0);
-          if (recompute) {  // the CUDA kernel's variant
-            for (int64_t r = r0; r < r0 + n; ++r) {
-              composite_bwd_ray<scalar_t, scalar_t, NC>(
-                  prs + r * S * (C + 1), pz + r * S, pn ? pn + r * S : nullptr, pgr + r * C,
-                  pgd + r, pgw + r * S, int(S), int(C), int(clamp), last_back, white_back,
-                  int(fill), buf.data(), 1, pg + r * S * (C + 1));
-            }
-          } else {
-            composite_bwd_block<scalar_t, NC>(prs + r0 * S * (C + 1), pz + r0 * S,
-                                              pn ? pn + r0 * S : nullptr, pgr + r0 * C, pgd + r0,
-                                              pgw + r0 * S, n, int(S), int(C), int(clamp),
-                                              last_back, white_back, int(fill), buf.data(),
-                                              pg + r0 * S * (C + 1));
+  dispatch_float_channels<false>(rs.scalar_type(), C, "composite_bwd_cpu", [&](auto t, auto nc) {
+    using scalar_t = typename decltype(t)::type;
+    constexpr int NC = decltype(nc)::value;
+    const scalar_t* prs = rs.data_ptr<scalar_t>();
+    const scalar_t* pz = z.data_ptr<scalar_t>();
+    const scalar_t* pn = noise.defined() ? noise.data_ptr<scalar_t>() : nullptr;
+    const scalar_t* pgr = g_rgb.data_ptr<scalar_t>();
+    const scalar_t* pgd = g_depth.data_ptr<scalar_t>();
+    const scalar_t* pgw = g_w.data_ptr<scalar_t>();
+    scalar_t* pg = grad.data_ptr<scalar_t>();
+    const bool recompute = composite_recompute_mode();
+    const int64_t nb = block_rays(S);
+    at::parallel_for(0, N, grain_for(S * (C + 1)), [&](int64_t b, int64_t e) {
+      std::vector<scalar_t> buf(6 * nb * S + 2 * nb + std::max<int64_t>(S, 1));
+      for (int64_t r0 = b; r0 < e; r0 += nb) {
+        const int64_t n = std::min(nb, e - r0);
+        if (recompute) {  // the CUDA kernel's variant
+          for (int64_t r = r0; r < r0 + n; ++r) {
+            composite_bwd_ray<scalar_t, scalar_t, NC>(
+                prs + r * S * (C + 1), pz + r * S, pn ? pn + r * S : nullptr, pgr + r * C,
+                pgd + r, pgw + r * S, int(S), int(C), int(clamp), last_back, white_back,
+                int(fill), buf.data(), 1, pg + r * S * (C + 1));
           }
+        } else {
+          composite_bwd_block<scalar_t, NC>(prs + r0 * S * (C + 1), pz + r0 * S,
+                                            pn ? pn + r0 * S : nullptr, pgr + r0 * C, pgd + r0,
+                                            pgw + r0 * S, n, int(S), int(C), int(clamp),
+                                            last_back, white_back, int(fill), buf.data(),
+                                            pg + r0 * S * (C + 1));
         }
-      });
+      }
     });
   });
   return back(grad, dtype);
@@ -172,21 +126,20 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> midpoint_fwd_cpu(const at::Tensor
   at::Tensor rgb = new_output({B, R, C}, rs.options());
   at::Tensor depth = new_output({B, R, 1}, rs.options());
   at::Tensor weights = new_output({B, R, n, 1}, rs.options());
-  AT_DISPATCH_FLOATING_TYPES(rs.scalar_type(), "midpoint_fwd_cpu", [&] {
-    dispatch_channels(C, [&](auto nc) {
-      constexpr int NC = decltype(nc)::value;
-      const scalar_t* prs = rs.data_ptr<scalar_t>();
-      const scalar_t* pz = z.data_ptr<scalar_t>();
-      scalar_t* prgb = rgb.data_ptr<scalar_t>();
-      scalar_t* pd = depth.data_ptr<scalar_t>();
-      scalar_t* pw = weights.data_ptr<scalar_t>();
-      at::parallel_for(0, N, grain_for(S * (C + 1)), [&](int64_t b, int64_t e) {
-        for (int64_t r = b; r < e; ++r) {
-          midpoint_fwd_ray<scalar_t, scalar_t, NC>(prs + r * S * (C + 1), pz + r * S, int(S), int(C),
-                                                   int(clamp), white_back, prgb + r * C, pd + r,
-                                                   pw + r * n);
-        }
-      });
+  dispatch_float_channels<false>(rs.scalar_type(), C, "midpoint_fwd_cpu", [&](auto t, auto nc) {
+    using scalar_t = typename decltype(t)::type;
+    constexpr int NC = decltype(nc)::value;
+    const scalar_t* prs = rs.data_ptr<scalar_t>();
+    const scalar_t* pz = z.data_ptr<scalar_t>();
+    scalar_t* prgb = rgb.data_ptr<scalar_t>();
+    scalar_t* pd = depth.data_ptr<scalar_t>();
+    scalar_t* pw = weights.data_ptr<scalar_t>();
+    at::parallel_for(0, N, grain_for(S * (C + 1)), [&](int64_t b, int64_t e) {
+      for (int64_t r = b; r < e; ++r) {
+        midpoint_fwd_ray<scalar_t, scalar_t, NC>(prs + r * S * (C + 1), pz + r * S, int(S), int(C),
+                                                 int(clamp), white_back, prgb + r * C, pd + r,
+                                                 pw + r * n);
+      }
     });
   });
   return {back(rgb, dtype), back(depth, dtype), back(weights, dtype)};
@@ -203,24 +156,23 @@ at::Tensor midpoint_bwd_cpu(const at::Tensor& g_rgb_in, const at::Tensor& g_dept
   const int64_t B = rs.size(0), R = rs.size(1), S = rs.size(2), C = rs.size(3) - 1, N = B * R;
   const int64_t n = std::max<int64_t>(S - 1, 0);
   at::Tensor grad = new_output(rs.sizes(), rs.options());
-  AT_DISPATCH_FLOATING_TYPES(rs.scalar_type(), "midpoint_bwd_cpu", [&] {
-    dispatch_channels(C, [&](auto nc) {
-      constexpr int NC = decltype(nc)::value;
-      const scalar_t* prs = rs.data_ptr<scalar_t>();
-      const scalar_t* pz = z.data_ptr<scalar_t>();
-      const scalar_t* pgr = g_rgb.data_ptr<scalar_t>();
-      const scalar_t* pgd = g_depth.data_ptr<scalar_t>();
-      const scalar_t* pgw = g_w.data_ptr<scalar_t>();
-      scalar_t* pg = grad.data_ptr<scalar_t>();
-      at::parallel_for(0, N, grain_for(S * (C + 1)), [&](int64_t b, int64_t e) {
-        std::vector<scalar_t> tbuf(std::max<int64_t>(n, 1));
-        for (int64_t r = b; r < e; ++r) {
-          midpoint_bwd_ray<scalar_t, scalar_t, NC>(prs + r * S * (C + 1), pz + r * S, pgr + r * C,
-                                                   pgd + r, pgw + r * n, int(S), int(C), int(clamp),
-                                                   white_back, tbuf.data(), 1,
-                                                   pg + r * S * (C + 1));
-        }
-      });
+  dispatch_float_channels<false>(rs.scalar_type(), C, "midpoint_bwd_cpu", [&](auto t, auto nc) {
+    using scalar_t = typename decltype(t)::type;
+    constexpr int NC = decltype(nc)::value;
+    const scalar_t* prs = rs.data_ptr<scalar_t>();
+    const scalar_t* pz = z.data_ptr<scalar_t>();
+    const scalar_t* pgr = g_rgb.data_ptr<scalar_t>();
+    const scalar_t* pgd = g_depth.data_ptr<scalar_t>();
+    const scalar_t* pgw = g_w.data_ptr<scalar_t>();
+    scalar_t* pg = grad.data_ptr<scalar_t>();
+    at::parallel_for(0, N, grain_for(S * (C + 1)), [&](int64_t b, int64_t e) {
+      std::vector<scalar_t> tbuf(std::max<int64_t>(n, 1));
+      for (int64_t r = b; r < e; ++r) {
+        midpoint_bwd_ray<scalar_t, scalar_t, NC>(prs + r * S * (C + 1), pz + r * S, pgr + r * C,
+                                                 pgd + r, pgw + r * n, int(S), int(C), int(clamp),
+                                                 white_back, tbuf.data(), 1,
+                                                 pg + r * S * (C + 1));
+      }
     });
   });
   return back(grad, dtype);
@@ -265,19 +217,14 @@ int sum_lanes() {
 
 at::Tensor sample_pdf_cpu(const at::Tensor& bins_in, const at::Tensor& w_in, const at::Tensor& u_in,
                           double eps, const c10::optional<at::Tensor>& total_in) {
-  check_sample_pdf(bins_in, w_in, u_in);
-  if (total_in.has_value()) {
-    check_dtype(*total_in, bins_in, "total");
-    check_device(*total_in, bins_in, "total");
-    TORCH_CHECK_VALUE(total_in->numel() == w_in.size(0), "total must have one value per ray (",
-                      w_in.size(0), "), got shape ", total_in->sizes());
-  }
+  check_sample_pdf(bins_in, w_in, u_in, total_in);
   const auto dtype = bins_in.scalar_type();
   const at::Tensor bins = work(bins_in), w = work(w_in), u = work(u_in);
   const at::Tensor total = total_in.has_value() ? work(*total_in).reshape({-1}) : at::Tensor();
   const int64_t N = w.size(0), M = w.size(1), K = u.size(1);
   at::Tensor out = new_output({N, K}, bins.options());
-  AT_DISPATCH_FLOATING_TYPES(bins.scalar_type(), "sample_pdf_cpu", [&] {
+  dispatch_float<false>(bins.scalar_type(), "sample_pdf_cpu", [&](auto t) {
+    using scalar_t = typename decltype(t)::type;
     const scalar_t* ptotal = total.defined() ? total.data_ptr<scalar_t>() : nullptr;
     const scalar_t* pb = bins.data_ptr<scalar_t>();
     const scalar_t* pw = w.data_ptr<scalar_t>();
@@ -294,9 +241,10 @@ at::Tensor sample_pdf_cpu(const at::Tensor& bins_in, const at::Tensor& w_in, con
         const scalar_t total = ptotal ? ptotal[r] : torch_cpu_row_sum(wr, int(M), e, vec_n);
         // torch.cumsum on CPU accumulates in double for float and double alike.
         if (scan) {  // the CUDA kernel's per-sample code path
+          const bool monotone = pdf_non_negative(wr, int(M), total, e);
           for (int64_t k = 0; k < K; ++k) {
             po[r * K + k] = sample_pdf_one<scalar_t, scalar_t, double>(br, wr, int(M), total, e,
-                                                                       pu[r * K + k]);
+                                                                       pu[r * K + k], monotone);
           }
         } else {
           build_cdf<scalar_t, scalar_t, double>(wr, int(M), total, e, cdf.data());
@@ -318,7 +266,8 @@ std::tuple<at::Tensor, at::Tensor> merge_samples_cpu(const at::Tensor& zc_in, co
   const int64_t S = S1 + S2;
   at::Tensor z_all = new_output({B, R, S, 1}, zf.options());
   at::Tensor idx = new_output({B, R, S}, zf.options().dtype(at::kLong));
-  AT_DISPATCH_FLOATING_TYPES(zf.scalar_type(), "merge_samples_cpu", [&] {
+  dispatch_float<false>(zf.scalar_type(), "merge_samples_cpu", [&](auto t) {
+    using scalar_t = typename decltype(t)::type;
     const scalar_t* pc = zc.data_ptr<scalar_t>();
     const scalar_t* pf = zf.data_ptr<scalar_t>();
     scalar_t* po = z_all.data_ptr<scalar_t>();

@@ -79,9 +79,11 @@ at::Tensor midpoint_bwd_gpu(const at::Tensor& g_rgb, const at::Tensor& g_depth,
   return grad;
 }
 
+// total is validated as on the CPU; the CUDA kernel sums each row itself (torch's CUDA reduction
+// order is not reproducible per thread anyway).
 at::Tensor sample_pdf_gpu(const at::Tensor& bins, const at::Tensor& w, const at::Tensor& u,
-                          double eps, const c10::optional<at::Tensor>& /*total: CPU only*/) {
-  check_sample_pdf(bins, w, u);
+                          double eps, const c10::optional<at::Tensor>& total) {
+  check_sample_pdf(bins, w, u, total);
   const c10::cuda::CUDAGuard guard(bins.device());
   at::Tensor out = new_output({w.size(0), u.size(1)}, bins.options());
   cuda::sample_pdf(bins.contiguous(), w.contiguous(), u.contiguous(), eps, out);

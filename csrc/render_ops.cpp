@@ -53,7 +53,8 @@ TORCH_LIBRARY_FRAGMENT(pigan, m) {
         "Tensor z_vals, int clamp_mode, bool white_back) -> Tensor");
   // total: optional per-ray sum of (weights + eps) computed by torch. The CPU kernel reproduces the
   // summation order of torch's CPU sum for row-major weights itself; for other layouts torch sums in
-  // another order, and passing torch's total keeps the samples bit-identical. CUDA ignores it.
+  // another order, and passing torch's total keeps the samples bit-identical. CUDA checks it like
+  // the CPU does but sums each row itself.
   m.def("sample_pdf(Tensor bins, Tensor weights, Tensor u, float eps, Tensor? total=None) -> Tensor");
   m.def("merge_samples(Tensor z_coarse, Tensor z_fine) -> (Tensor, Tensor)");
 }

@@ -1,19 +1,71 @@
-// Per-sample inverse-CDF sampling (PIGAN.md section 3), compiled by the CPU ops and the CUDA kernels.
+// Per-sample inverse-CDF sampling (pi-GAN's sample_pdf), compiled by the CPU ops and the CUDA kernels.
 //
 // One ray: bins [M+1], weights [M]; total = sum_j (weights_j + eps) (computed by the caller, see
-// torch_cpu_row_sum). The cdf is rebuilt while scanning for u instead of being stored, so a sample
-// needs no scratch memory: cdf_0 = 0, cdf_k = T(sum_{j<k} A(pdf_j)), pdf_j = T((w_j + eps) / total).
-// With A = double for float on the CPU this is exactly torch.cumsum's CPU accumulation.
+// torch_cpu_row_sum). cdf_0 = 0, cdf_k = T(sum_{j<k} A(pdf_j)), pdf_j = T((w_j + eps) / total); with
+// A = double for float on the CPU this is exactly torch.cumsum's CPU accumulation. The sample index
+// is torch.searchsorted's (a lower-bound binary search, cdf_lower_bound), so that weights which make
+// the cdf non-monotone (negative weights, a zero or NaN total) give what the reference gives.
 #pragma once
 
 #include "common.h"
 
 namespace pigan {
 
+// torch.searchsorted(cdf, u, right=False) on one row of n entries: its binary search, step for step
+// (on a non-decreasing cdf, the number of entries below u).
+template <typename T, typename CdfAt>
+PIGAN_HD int cdf_lower_bound(const CdfAt& cdf, int n, T u) {
+  int start = 0, end = n;
+  while (start < end) {
+    const int mid = start + ((end - start) >> 1);
+    const bool right = !(cdf(mid) >= u);  // selects, not branches: u is random
+    start = right ? mid + 1 : start;
+    end = right ? end : mid;
+  }
+  return start;
+}
+
+// The sample for index i = cdf_lower_bound(...) in [0, M+1], with torch's clamps and eps rule.
+template <typename Sx, typename T>
+PIGAN_HD T sample_between(const Sx* bins, int M, int i, T cdf_lo, T cdf_hi, T eps, T u) {
+  const int lo = i > 0 ? i - 1 : 0;
+  const int hi = i < M ? i : M;
+  T denom = T(cdf_hi - cdf_lo);
+  if (denom < eps) denom = T(1);
+  const T b_lo = T(bins[lo]);
+  return T(b_lo + T(T(T(u - cdf_lo) / denom) * T(T(bins[hi]) - b_lo)));
+}
+
+// Whether every pdf_j = (w_j + eps) / total is >= 0 (no NaN): then the cdf is non-decreasing and
+// a forward scan finds the same index as the binary search.
+template <typename Sx, typename T>
+PIGAN_HD bool pdf_non_negative(const Sx* w, int M, T total, T eps) {
+  if (!(total > T(0)) || p_isinf(total)) return false;
+  for (int j = 0; j < M; ++j) {
+    if (!(T(T(w[j]) + eps) >= T(0))) return false;
+  }
+  return true;
+}
+
+// One sample without a stored cdf (the CUDA kernel: one thread per sample, no scratch memory).
+// monotone (pdf_non_negative): scan the cdf forwards, rebuilding it on the way; else run torch's
+// binary search on cdf values rebuilt per probe (O(M log M), only for invalid weights).
 // Sx: storage type, T: compute type (float for half storage), A: cdf accumulation type.
 template <typename Sx, typename T, typename A>
-PIGAN_HD T sample_pdf_one(const Sx* bins, const Sx* w, int M, T total, T eps, T u) {
-  int i = 0;  // searchsorted(cdf, u, right=False): first i with cdf_i >= u, else M + 1
+PIGAN_HD T sample_pdf_one(const Sx* bins, const Sx* w, int M, T total, T eps, T u, bool monotone) {
+  auto pdf = [&](int j) { return T(T(T(w[j]) + eps) / total); };
+  if (!monotone) {
+    auto cdf = [&](int k) {
+      A run = A(0);
+      for (int j = 0; j < k; ++j) run += A(pdf(j));
+      return T(run);
+    };
+    const int i = cdf_lower_bound(cdf, M + 1, u);
+    const int lo = i > 0 ? i - 1 : 0;
+    const int hi = i < M ? i : M;
+    return sample_between(bins, M, i, cdf(lo), cdf(hi), eps, u);
+  }
+  int i = 0;  // first i with cdf_i >= u, else M + 1
   T cur = T(0), prev = T(0);
   A run = A(0);
   for (;;) {
@@ -23,19 +75,12 @@ PIGAN_HD T sample_pdf_one(const Sx* bins, const Sx* w, int M, T total, T eps, T 
       break;
     }
     prev = cur;
-    const T pdf = T(T(T(w[i]) + eps) / total);
-    run += A(pdf);
+    run += A(pdf(i));
     cur = T(run);
     ++i;
   }
-  const int lo = i > 0 ? i - 1 : 0;
-  const int hi = i < M ? i : M;
   const T cdf_lo = (i == 0 || i == M + 1) ? cur : prev;
-  const T cdf_hi = cur;
-  T denom = T(cdf_hi - cdf_lo);
-  if (denom < eps) denom = T(1);
-  const T b_lo = T(bins[lo]);
-  return T(b_lo + T(T(T(u - cdf_lo) / denom) * T(T(bins[hi]) - b_lo)));
+  return sample_between(bins, M, i, cdf_lo, cur, eps, u);
 }
 
 // The same computation split in two, for one thread per ray (the CPU): build the cdf once, then
@@ -53,17 +98,10 @@ PIGAN_HD void build_cdf(const Sx* w, int M, T total, T eps, T* cdf) {
 
 template <typename Sx, typename T>
 PIGAN_HD T invert_cdf(const Sx* bins, const T* cdf, int M, T eps, T u) {
-  // The cdf is non-decreasing, so the first index with cdf >= u is the number of entries below u;
-  // counting has no data-dependent branch (random u made the early-exit scan mispredict).
-  int i = 0;
-  for (int j = 0; j <= M; ++j) i += cdf[j] < u ? 1 : 0;
+  const int i = cdf_lower_bound([cdf](int k) { return cdf[k]; }, M + 1, u);
   const int lo = i > 0 ? i - 1 : 0;
   const int hi = i < M ? i : M;
-  const T cdf_lo = cdf[lo], cdf_hi = cdf[hi];
-  T denom = T(cdf_hi - cdf_lo);
-  if (denom < eps) denom = T(1);
-  const T b_lo = T(bins[lo]);
-  return T(b_lo + T(T(T(u - cdf_lo) / denom) * T(T(bins[hi]) - b_lo)));
+  return sample_between(bins, M, i, cdf[lo], cdf[hi], eps, u);
 }
 
 // The sum of (w_j + eps) in the order torch's CPU sum kernel uses (SumKernel.cpp, cascade_sum):

@@ -1,13 +1,13 @@
 // CUDA importance sampling (one thread per ray and sample) and fine/coarse merge (one thread per ray),
 // running the per-ray code of sample_pdf.h and merge.h. The uniforms come from torch's CUDA
 // generator (Philox) on the Python side, so torch.manual_seed reproduces a run.
-#include <ATen/Dispatch.h>
 #include <ATen/OpMathType.h>
 #include <ATen/core/Tensor.h>
 #include <c10/cuda/CUDAException.h>
 #include <c10/cuda/CUDAStream.h>
 #include <cuda_runtime_api.h>
 
+#include "dispatch.h"
 #include "merge.h"
 #include "render_cuda.h"
 #include "sample_pdf.h"
@@ -27,8 +27,10 @@ sample_pdf_kernel(const T* __restrict__ bins, const T* __restrict__ w, const T* 
   const int64_t t = int64_t(blockIdx.x) * kThreads + threadIdx.x;
   if (t >= N * K) return;
   const int64_t r = t / K;
-  const A total = seq_row_sum<T, A, A>(w + r * M, M, eps);
-  out[t] = T(sample_pdf_one<T, A, A>(bins + r * (M + 1), w + r * M, M, total, eps, A(u[t])));
+  const T* wr = w + r * M;
+  const A total = seq_row_sum<T, A, A>(wr, M, eps);
+  const bool monotone = pdf_non_negative(wr, M, total, eps);
+  out[t] = T(sample_pdf_one<T, A, A>(bins + r * (M + 1), wr, M, total, eps, A(u[t]), monotone));
 }
 
 template <typename T>
@@ -50,11 +52,12 @@ void sample_pdf(const at::Tensor& bins, const at::Tensor& w, const at::Tensor& u
   const int M = int(w.size(1)), K = int(u.size(1));
   if (N * K == 0) return;
   auto stream = c10::cuda::getCurrentCUDAStream();
-  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, bins.scalar_type(), "sample_pdf_cuda", [&] {
-    using A = at::opmath_type<scalar_t>;
-    sample_pdf_kernel<scalar_t><<<blocks_for(N * K), kThreads, 0, stream>>>(
-        bins.const_data_ptr<scalar_t>(), w.const_data_ptr<scalar_t>(), u.const_data_ptr<scalar_t>(), N,
-        M, K, A(eps), out.mutable_data_ptr<scalar_t>());
+  dispatch_float<true>(bins.scalar_type(), "sample_pdf", [&](auto t) {
+    using T = typename decltype(t)::type;
+    using A = at::opmath_type<T>;
+    sample_pdf_kernel<T><<<blocks_for(N * K), kThreads, 0, stream>>>(
+        bins.const_data_ptr<T>(), w.const_data_ptr<T>(), u.const_data_ptr<T>(), N, M, K, A(eps),
+        out.mutable_data_ptr<T>());
     C10_CUDA_KERNEL_LAUNCH_CHECK();
   });
 }
@@ -65,10 +68,11 @@ void merge_samples(const at::Tensor& zc, const at::Tensor& zf, const at::Tensor&
   const int S1 = int(zc.size(2)), S2 = int(zf.size(2));
   if (N == 0) return;
   auto stream = c10::cuda::getCurrentCUDAStream();
-  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, zf.scalar_type(), "merge_samples_cuda", [&] {
-    merge_kernel<scalar_t><<<blocks_for(N), kThreads, 0, stream>>>(
-        zc.const_data_ptr<scalar_t>(), zf.const_data_ptr<scalar_t>(), N, S1, S2,
-        z_all.mutable_data_ptr<scalar_t>(), idx.mutable_data_ptr<int64_t>());
+  dispatch_float<true>(zf.scalar_type(), "merge_samples", [&](auto t) {
+    using T = typename decltype(t)::type;
+    merge_kernel<T><<<blocks_for(N), kThreads, 0, stream>>>(
+        zc.const_data_ptr<T>(), zf.const_data_ptr<T>(), N, S1, S2, z_all.mutable_data_ptr<T>(),
+        idx.mutable_data_ptr<int64_t>());
     C10_CUDA_KERNEL_LAUNCH_CHECK();
   });
 }
