@@ -147,9 +147,7 @@ class ImplicitGenerator3d(nn.Module):
                 fine_points = (origins.unsqueeze(2) + dirs.unsqueeze(2) * z_fine).reshape(B, R * S, 3)
             fine = self._siren_eval(fine_points, frequencies, phase_shifts, dirs_exp, o.max_batch_size)
             fine = fine.reshape(B, R, S, -1)
-            all_z, idx = ops.merge_samples(z_vals, z_fine)            # idx into cat([fine, coarse])
-            outputs = torch.cat([fine, coarse], dim=-2)               # [B, R, 2S, 4]
-            outputs = torch.gather(outputs, -2, idx.unsqueeze(-1).expand(-1, -1, -1, outputs.shape[-1]))
+            all_z, outputs = ops.merge_samples_values(z_vals, z_fine, coarse, fine)  # [B, R, 2S, 4]
         else:
             outputs, all_z = coarse, z_vals
 

@@ -1,12 +1,13 @@
 """Public ops of pigan-kernels. Each picks the fastest available backend for its tensors' device
-(see ``available_backends``, ``use_backend``, $PIGAN_BACKEND); each has an underscore-named
-pure-PyTorch reference twin with the same signature."""
-from ._backend import BACKENDS, available_backends, current_backend, use_backend
+(see ``available_backends``, ``use_backend``, ``set_default_backend``, $PIGAN_BACKEND); each has an
+underscore-named pure-PyTorch reference twin with the same signature. How an op is written:
+``pigan.ops._backend``'s docstring."""
+from ._backend import BACKENDS, available_backends, current_backend, set_default_backend, use_backend
 from .compositing import (_composite, _composite_midpoint, _fancy_integration, composite, composite_midpoint,
                           draw_noise, fancy_integration)
 from .film import _film_siren, film_siren
 from .film_stack import _film_siren_stack, film_siren_stack
 from .rays import (create_cam2world_matrix, get_initial_rays_trig, normalize_vecs, perturb_points,
                    sample_camera_positions, transform_sampled_points)
-from .sampling import _merge_samples, _sample_pdf, draw_uniforms, merge_samples, sample_pdf
-from . import _native_ops  # noqa: E402,F401  (registers the native backend of the ops above)
+from .sampling import (_merge_samples, _merge_samples_values, _sample_pdf, draw_uniforms, merge_samples,
+                       merge_samples_values, sample_pdf)

@@ -1,13 +1,38 @@
-"""Backend selection for pigan.ops.
+"""Backend selection for pigan.ops, and the pattern every op module follows.
 
 Backends: "reference" (pure PyTorch, pi-GAN's formulas), "native" (the pigan._C extension: C++ on
 CPU tensors, CUDA on CUDA tensors), "triton" (pigan.kernels: CUDA tensors, or CPU tensors when
 TRITON_INTERPRET=1) and "auto" (the fastest available for the tensor's device).
 
-The choice comes from ``use_backend(name)`` (a context manager, innermost wins) or else the
-environment variable ``PIGAN_BACKEND`` (default "auto"). An explicitly chosen backend that cannot
-serve the tensor's device is an error that says why; an op that a backend does not implement at all
-(for example compositing under "triton") uses the "auto" choice among the others.
+The choice comes from ``use_backend(name)`` (a context manager, innermost wins, local to the
+calling thread), else ``set_default_backend(name)`` (process-wide), else the environment variable
+``PIGAN_BACKEND`` (default "auto"). An explicitly chosen backend that cannot serve the tensor's
+device is an error that says why; an op that a backend does not implement at all (for example
+compositing under "triton") uses the "auto" choice among the others.
+
+How an op is written (compositing.py and sampling.py are complete examples):
+
+1. One module ``pigan/ops/<op>.py`` holds everything of the op: the argument check, the reference
+   twin ``_<op>`` (pure PyTorch, same signature), the wrappers of the fast backends and the public
+   ``<op>``. It ends with its backend table::
+
+       COMPOSITE = _backend.Op("composite", reference=_composite_impl, native=_composite_native)
+
+   and the public op checks its arguments once, then calls ``COMPOSITE.run(device, *args)``. The
+   table entries take already-checked arguments; the underscore twin checks and then calls its
+   entry, so both public names validate exactly once.
+2. Native ops are defined in C++ (``TORCH_LIBRARY_FRAGMENT(pigan, m)``) with one kernel per device.
+   Their fake (meta) kernels and their autograd are registered in Python, by the op module, with
+   ``@_backend.when_native_loaded`` on a function that calls ``torch.library.register_fake`` /
+   ``register_autograd`` (through ``register_fake`` / ``register_autograd`` here, which tolerate a
+   reloaded module). That function runs when the op module is imported (pigan._C is loaded then,
+   once, under a lock), so ``torch.ops.pigan.<op>`` is a complete op -- autograd, torch.compile,
+   FakeTensor -- as soon as ``pigan.ops`` is imported.
+3. The fast wrapper promotes dtypes exactly as the twin does (the twin's output dtypes are the
+   contract), and a backward that is itself differentiated (``create_graph=True``) is either
+   correct or refused with an error naming the op and ``use_backend("reference")``.
+4. Tests: ``tests/inputs.py`` makes inputs; each op test takes the ``device`` fixture and compares
+   every backend with the twin on forward and backward with poisoned outputs.
 """
 from __future__ import annotations
 
@@ -28,10 +53,13 @@ _AUTO_ORDER = {
     "cpu": ("native", "reference"),
 }
 
-_state = threading.local()
+_state = threading.local()           # per-thread use_backend stack
+_default: str | None = None          # set_default_backend, process-wide
+_lock = threading.RLock()
 _native = None
 _native_error: str | None = None
 _native_loaded = False
+_native_hooks: list[Callable[[], None]] = []
 _triton_error: str | None = None
 _triton_checked = False
 
@@ -43,24 +71,36 @@ def _check_name(name: str) -> str:
 
 
 def current_backend() -> str:
-    """The backend in force: innermost ``use_backend``, else $PIGAN_BACKEND, else "auto"."""
+    """The backend in force in this thread: innermost ``use_backend``, else the process-wide
+    ``set_default_backend``, else $PIGAN_BACKEND, else "auto"."""
     stack = getattr(_state, "stack", None)
     if stack:
         return stack[-1]
+    if _default is not None:
+        return _default
     env = os.environ.get("PIGAN_BACKEND", "auto").strip().lower() or "auto"
     if env not in BACKENDS:
         raise ValueError(f"PIGAN_BACKEND must be one of {BACKENDS}, got {env!r}")
     return env
 
 
-@contextlib.contextmanager
-def use_backend(name: str):
-    """Run the enclosed ops on backend ``name`` ("auto", "reference", "native" or "triton")."""
-    _check_name(name)
+def _require_available(name: str) -> None:
     if name not in ("auto", "reference"):
         ok, why = backend_status(name)
         if not ok:
             raise RuntimeError(f"pigan backend {name!r} is unavailable: {why}")
+
+
+@contextlib.contextmanager
+def use_backend(name: str):
+    """Run the enclosed ops on backend ``name`` ("auto", "reference", "native" or "triton").
+
+    Thread-local: it applies to ops called by this thread only (other threads, including
+    DataLoader workers and threads this one starts, keep their own choice). For a process-wide
+    choice use ``set_default_backend`` or $PIGAN_BACKEND.
+    """
+    _check_name(name)
+    _require_available(name)
     stack = getattr(_state, "stack", None)
     if stack is None:
         stack = _state.stack = []
@@ -71,25 +111,87 @@ def use_backend(name: str):
         stack.pop()
 
 
+def set_default_backend(name: str | None) -> None:
+    """Set the backend of every thread that is not inside a ``use_backend`` block (process-wide;
+    it overrides $PIGAN_BACKEND). ``None`` returns to $PIGAN_BACKEND / "auto"."""
+    global _default
+    if name is not None:
+        _check_name(name)
+        _require_available(name)
+    _default = name
+
+
 def native_module():
-    """The compiled ``pigan._C`` module, or None (with one warning saying why) when it can't load."""
+    """The compiled ``pigan._C`` module, or None (with one warning saying why) when it can't load.
+
+    Loaded once, under a lock: a thread that calls this while another is importing waits for the
+    import to finish, so no thread sees a half-loaded state. The hooks of ``when_native_loaded``
+    run right after a successful load.
+    """
     global _native, _native_error, _native_loaded
-    if not _native_loaded:
-        _native_loaded = True
-        try:
-            _native = importlib.import_module("pigan._C")
-        except Exception as exc:  # ImportError, or an undefined symbol from a torch mismatch
-            _native = None
-            _native_error = (
-                f"pigan._C failed to import ({type(exc).__name__}: {exc}); build it with "
-                "`pip install --no-build-isolation -e .` against the installed torch"
-            )
-            warnings.warn(
-                f"{_native_error}. Falling back to the pure-PyTorch reference ops.",
-                RuntimeWarning,
-                stacklevel=3,
-            )
+    if _native_loaded:
+        return _native
+    with _lock:
+        if not _native_loaded:
+            try:
+                mod = importlib.import_module("pigan._C")
+            except Exception as exc:  # ImportError, or an undefined symbol from a torch mismatch
+                mod = None
+                _native_error = (
+                    f"pigan._C failed to import ({type(exc).__name__}: {exc}); build it with "
+                    "`pip install --no-build-isolation -e .` against the installed torch"
+                )
+                warnings.warn(
+                    f"{_native_error}. Falling back to the pure-PyTorch reference ops.",
+                    RuntimeWarning,
+                    stacklevel=3,
+                )
+            _native = mod
+            if mod is not None:
+                for hook in _native_hooks:
+                    hook()
+            _native_loaded = True  # last: other threads return early only once everything is set
     return _native
+
+
+def when_native_loaded(fn: Callable[[], None]) -> Callable[[], None]:
+    """Decorator: run ``fn`` (registering fake kernels / autograd of native ops) once pigan._C is
+    loaded -- now, loading it if needed. Nothing runs when pigan._C is unavailable."""
+    with _lock:
+        _native_hooks.append(fn)
+        if _native_loaded:
+            if _native is not None:
+                fn()
+        else:
+            native_module()
+    return fn
+
+
+def register_fake(qualname: str, fn: Callable) -> None:
+    """``torch.library.register_fake``, tolerating a second registration (a reloaded module)."""
+    try:
+        torch.library.register_fake(qualname, fn)
+    except RuntimeError as exc:
+        if "already" not in str(exc):
+            raise
+
+
+_autograd_registered: set[str] = set()
+
+
+def register_autograd(qualname: str, backward: Callable, setup_context: Callable | None = None) -> None:
+    """``torch.library.register_autograd``, once per op for the life of the process."""
+    if qualname in _autograd_registered:
+        return
+    torch.library.register_autograd(qualname, backward, setup_context=setup_context)
+    _autograd_registered.add(qualname)
+
+
+def double_backward_error(op: str) -> RuntimeError:
+    """The error of a native backward that cannot itself be differentiated."""
+    return RuntimeError(
+        f"{op}: the native backend's backward is not differentiable (double backward, e.g. a "
+        f"gradient penalty with create_graph=True); run it under pigan.ops.use_backend(\"reference\")")
 
 
 def native_has_cuda() -> bool:
@@ -100,11 +202,13 @@ def native_has_cuda() -> bool:
 def _triton_status() -> tuple[bool, str | None]:
     global _triton_error, _triton_checked
     if not _triton_checked:
-        _triton_checked = True
-        try:
-            importlib.import_module("triton")
-        except Exception as exc:
-            _triton_error = f"triton failed to import ({type(exc).__name__}: {exc})"
+        with _lock:
+            if not _triton_checked:
+                try:
+                    importlib.import_module("triton")
+                except Exception as exc:
+                    _triton_error = f"triton failed to import ({type(exc).__name__}: {exc})"
+                _triton_checked = True
     return _triton_error is None, _triton_error
 
 
@@ -175,3 +279,23 @@ def select(op: str, device: torch.device, impls: Mapping[str, Callable]) -> tupl
         if name in impls and backend_status(name, device)[0]:
             return name, impls[name]
     return "reference", impls["reference"]
+
+
+class Op:
+    """The backend table of one public op: backend name -> implementation taking checked arguments."""
+
+    def __init__(self, name: str, *, reference: Callable, **impls: Callable):
+        unknown = set(impls) - set(BACKENDS[2:])
+        if unknown:
+            raise ValueError(f"{name}: unknown backends {sorted(unknown)}")
+        self.name = name
+        self.impls: dict[str, Callable] = {"reference": reference, **impls}
+
+    def select(self, device: torch.device) -> tuple[str, Callable]:
+        return select(self.name, device, self.impls)
+
+    def run(self, device: torch.device, *args, **kwargs):
+        return self.select(device)[1](*args, **kwargs)
+
+    def __repr__(self) -> str:
+        return f"Op({self.name!r}, backends={list(self.impls)})"

@@ -1,9 +1,13 @@
-"""Alpha compositing along rays ("fancy_integration", PIGAN.md section 2; EG3D's midpoint quadrature,
-section 7).
+"""Alpha compositing along rays (pi-GAN's ``fancy_integration``; EG3D's midpoint quadrature).
 
 ``fancy_integration`` keeps pi-GAN's signature; ``composite`` is the same op with explicit noise and
 keyword arguments; ``composite_midpoint`` is EG3D's quadrature. ``_fancy_integration`` /
 ``_composite`` / ``_composite_midpoint`` are the pure-PyTorch reference twins.
+
+Native backend: ``torch.ops.pigan.composite_fwd`` / ``composite_bwd`` and ``midpoint_fwd`` /
+``midpoint_bwd`` (csrc/; C++ on CPU, CUDA on CUDA tensors, float32 accumulation for half inputs).
+The backward ops take only the forward's inputs: nothing else is saved, the rest is recomputed per
+ray. Their fake kernels and autograd are registered below when this module is imported.
 """
 from __future__ import annotations
 
@@ -11,7 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from . import _backend
-from ._checks import check_same_device, check_same_dtype, check_tensor
+from ._checks import check_same_device, check_tensor
 
 CLAMP_MODES = ("relu", "softplus")
 MIDPOINT_CLAMP_MODES = ("softplus", None)
@@ -53,6 +57,11 @@ def draw_noise(z_vals: torch.Tensor, noise_std: float, device=None):
 def _composite(rgb_sigma, z_vals, noise=None, clamp_mode="relu", last_back=False, white_back=False,
                fill_mode=None):
     """Reference twin of ``composite``: pi-GAN's formulas, plain PyTorch autograd."""
+    _check_composite_args(rgb_sigma, z_vals, noise, clamp_mode, fill_mode)
+    return _composite_impl(rgb_sigma, z_vals, noise, clamp_mode, last_back, white_back, fill_mode)
+
+
+def _composite_impl(rgb_sigma, z_vals, noise, clamp_mode, last_back, white_back, fill_mode):
     rgbs = rgb_sigma[..., :-1]                                       # [B, R, S, C]
     sigmas = rgb_sigma[..., -1:]                                     # [B, R, S, 1]
     z_vals = z_vals.detach()
@@ -94,8 +103,8 @@ def composite(rgb_sigma, z_vals, noise=None, clamp_mode="relu", last_back=False,
     Gradients flow to rgb_sigma (and noise), not to z_vals.
     """
     _check_composite_args(rgb_sigma, z_vals, noise, clamp_mode, fill_mode)
-    _, impl = _backend.select("composite", rgb_sigma.device, _COMPOSITE_IMPLS)
-    return impl(rgb_sigma, z_vals, noise, clamp_mode, last_back, white_back, fill_mode)
+    return COMPOSITE.run(rgb_sigma.device, rgb_sigma, z_vals, noise, clamp_mode, last_back, white_back,
+                         fill_mode)
 
 
 def fancy_integration(rgb_sigma, z_vals, device=None, noise_std=0.5, last_back=False,
@@ -103,7 +112,8 @@ def fancy_integration(rgb_sigma, z_vals, device=None, noise_std=0.5, last_back=F
     """pi-GAN's ``fancy_integration``: drop-in, same signature and results."""
     _check_composite_args(rgb_sigma, z_vals, None, clamp_mode, fill_mode)
     noise = draw_noise(z_vals, noise_std, device)
-    return composite(rgb_sigma, z_vals, noise, clamp_mode, last_back, white_back, fill_mode)
+    return COMPOSITE.run(rgb_sigma.device, rgb_sigma, z_vals, noise, clamp_mode, last_back, white_back,
+                         fill_mode)
 
 
 def _fancy_integration(rgb_sigma, z_vals, device=None, noise_std=0.5, last_back=False,
@@ -111,7 +121,7 @@ def _fancy_integration(rgb_sigma, z_vals, device=None, noise_std=0.5, last_back=
     """Reference twin of ``fancy_integration``."""
     _check_composite_args(rgb_sigma, z_vals, None, clamp_mode, fill_mode)
     noise = draw_noise(z_vals, noise_std, device)
-    return _composite(rgb_sigma, z_vals, noise, clamp_mode, last_back, white_back, fill_mode)
+    return _composite_impl(rgb_sigma, z_vals, noise, clamp_mode, last_back, white_back, fill_mode)
 
 
 def _check_midpoint_args(rgb_sigma, z_vals, clamp_mode):
@@ -125,6 +135,11 @@ def _check_midpoint_args(rgb_sigma, z_vals, clamp_mode):
 
 def _composite_midpoint(rgb_sigma, z_vals, clamp_mode="softplus", white_back=False):
     """Reference twin of ``composite_midpoint``: EG3D's ray-marcher formulas, plain PyTorch autograd."""
+    _check_midpoint_args(rgb_sigma, z_vals, clamp_mode)
+    return _midpoint_impl(rgb_sigma, z_vals, clamp_mode, white_back)
+
+
+def _midpoint_impl(rgb_sigma, z_vals, clamp_mode, white_back):
     colors = rgb_sigma[..., :-1]                                     # [B, R, S, C]
     densities = rgb_sigma[..., -1:]                                  # [B, R, S, 1]
     z_vals = z_vals.detach()
@@ -165,10 +180,138 @@ def composite_midpoint(rgb_sigma, z_vals, clamp_mode="softplus", white_back=Fals
     final ``rgb * 2 - 1`` rescale is left to the caller. Gradients flow to rgb_sigma, not z_vals.
     """
     _check_midpoint_args(rgb_sigma, z_vals, clamp_mode)
-    _, impl = _backend.select("composite_midpoint", rgb_sigma.device, _MIDPOINT_IMPLS)
-    return impl(rgb_sigma, z_vals, clamp_mode, white_back)
+    return MIDPOINT.run(rgb_sigma.device, rgb_sigma, z_vals, clamp_mode, white_back)
 
 
-# Backend tables: the native entries are filled in by pigan/ops/_native_ops.py.
-_COMPOSITE_IMPLS = {"reference": _composite}
-_MIDPOINT_IMPLS = {"reference": _composite_midpoint}
+# ---------------------------------------------------------------- native backend
+
+_CLAMP = {"relu": 0, "softplus": 1}
+_MIDPOINT_CLAMP = {"softplus": 1, None: 2}
+_FILL = {None: 0, "debug": 1, "weight": 2}
+_CLAMP_NAME = {v: k for k, v in _CLAMP.items()}
+_MIDPOINT_CLAMP_NAME = {v: k for k, v in _MIDPOINT_CLAMP.items()}
+_FILL_NAME = {v: k for k, v in _FILL.items()}
+
+
+def _promote(rgb_sigma, z_vals, noise=None):
+    """The twin's dtypes: noise is added to sigma in rgb_sigma's dtype, and every result has
+    result_type(rgb_sigma, z_vals) (bf16 SIREN output with fp32 depths composites in fp32)."""
+    dtype = torch.promote_types(rgb_sigma.dtype, z_vals.dtype)
+    if noise is not None:
+        noise = noise.to(rgb_sigma.dtype).to(dtype)
+    return rgb_sigma.to(dtype), z_vals.detach().to(dtype), noise
+
+
+def _composite_native(rgb_sigma, z_vals, noise=None, clamp_mode="relu", last_back=False,
+                      white_back=False, fill_mode=None):
+    """Native implementation of ``composite`` (checked arguments; same contract as ``_composite``)."""
+    rgb_sigma, z_vals, noise = _promote(rgb_sigma, z_vals, noise)
+    return torch.ops.pigan.composite_fwd(rgb_sigma, z_vals, noise, _CLAMP[clamp_mode], bool(last_back),
+                                         bool(white_back), _FILL[fill_mode])
+
+
+def _composite_midpoint_native(rgb_sigma, z_vals, clamp_mode="softplus", white_back=False):
+    """Native implementation of ``composite_midpoint`` (checked arguments)."""
+    rgb_sigma, z_vals, _ = _promote(rgb_sigma, z_vals)
+    return torch.ops.pigan.midpoint_fwd(rgb_sigma, z_vals, _MIDPOINT_CLAMP[clamp_mode], bool(white_back))
+
+
+def _reference_grads(ref_call, rgb_sigma, noise, needs, grads):
+    """Gradients (rgb_sigma, noise) of the twin, ``ref_call(rgb_sigma, noise) -> outputs``, at the
+    saved inputs, as a differentiable graph. This is the backward under ``create_graph=True``
+    (gradient penalties): every order of derivative is then the twin's."""
+    wrt = [t for t, need in ((rgb_sigma, needs[0]), (noise, needs[1])) if need and t is not None]
+    with torch.enable_grad():
+        outs = ref_call(rgb_sigma, noise)
+        pairs = [(o, g) for o, g in zip(outs, grads) if o.requires_grad]
+        got = [None] * len(wrt)
+        if wrt and pairs:
+            got = torch.autograd.grad([o for o, _ in pairs], wrt, [g for _, g in pairs],
+                                      create_graph=True, allow_unused=True)
+    got = iter([torch.zeros_like(t) if g is None else g for t, g in zip(wrt, got)])
+    g_rs = next(got) if needs[0] else None
+    g_noise = next(got) if needs[1] and noise is not None else None
+    return g_rs, g_noise
+
+
+def _composite_setup(ctx, inputs, output):
+    rgb_sigma, z_vals, noise, clamp, last_back, white_back, fill = inputs
+    ctx.save_for_backward(rgb_sigma, z_vals, noise)
+    ctx.args = (clamp, last_back, white_back, fill)
+
+
+def _composite_backward(ctx, g_rgb, g_depth, g_w):
+    rgb_sigma, z_vals, noise = ctx.saved_tensors
+    clamp, last_back, white_back, fill = ctx.args
+    if torch.is_grad_enabled():  # create_graph=True: the gradient itself will be differentiated
+        def ref_call(rs, n):
+            return _composite_impl(rs, z_vals, n, _CLAMP_NAME[clamp], last_back, white_back, _FILL_NAME[fill])
+        g_rs, g_noise = _reference_grads(ref_call, rgb_sigma, noise, ctx.needs_input_grad[0:3:2],
+                                         (g_rgb, g_depth, g_w))
+        return g_rs, None, g_noise, None, None, None, None
+    grad = torch.ops.pigan.composite_bwd(g_rgb, g_depth, g_w, rgb_sigma, z_vals, noise, *ctx.args)
+    # noise is added to sigma, so it gets sigma's gradient.
+    g_noise = grad[..., -1:] if noise is not None and ctx.needs_input_grad[2] else None
+    return (grad if ctx.needs_input_grad[0] else None), None, g_noise, None, None, None, None
+
+
+def _midpoint_setup(ctx, inputs, output):
+    rgb_sigma, z_vals, clamp, white_back = inputs
+    ctx.save_for_backward(rgb_sigma, z_vals)
+    ctx.args = (clamp, white_back)
+
+
+def _midpoint_backward(ctx, g_rgb, g_depth, g_w):
+    rgb_sigma, z_vals = ctx.saved_tensors
+    clamp, white_back = ctx.args
+    if torch.is_grad_enabled():
+        def ref_call(rs, _):
+            return _midpoint_impl(rs, z_vals, _MIDPOINT_CLAMP_NAME[clamp], white_back)
+        g_rs, _ = _reference_grads(ref_call, rgb_sigma, None, (ctx.needs_input_grad[0], False),
+                                   (g_rgb, g_depth, g_w))
+        return g_rs, None, None, None
+    grad = torch.ops.pigan.midpoint_bwd(g_rgb, g_depth, g_w, rgb_sigma, z_vals, clamp, white_back)
+    return (grad if ctx.needs_input_grad[0] else None), None, None, None
+
+
+def _refuse_backward(op):
+    def backward(ctx, *grads):
+        raise _backend.double_backward_error(op)
+    return backward
+
+
+def _no_context(ctx, inputs, output):
+    pass
+
+
+@_backend.when_native_loaded
+def _register_native():
+    # Fake kernels (shapes for torch.compile / FakeTensor / the meta device) and autograd of the
+    # raw torch.ops.pigan ops.
+    def fake_composite_fwd(rgb_sigma, z_vals, noise, clamp_mode, last_back, white_back, fill_mode):
+        b, r, s, k = rgb_sigma.shape                                     # [B, R, S, C+1]
+        return rgb_sigma.new_empty(b, r, k - 1), rgb_sigma.new_empty(b, r, 1), rgb_sigma.new_empty(b, r, s, 1)
+
+    def fake_composite_bwd(g_rgb, g_depth, g_w, rgb_sigma, z_vals, noise, clamp_mode, last_back,
+                           white_back, fill_mode):
+        return torch.empty_like(rgb_sigma, memory_format=torch.contiguous_format)
+
+    def fake_midpoint_fwd(rgb_sigma, z_vals, clamp_mode, white_back):
+        b, r, s, k = rgb_sigma.shape
+        return (rgb_sigma.new_empty(b, r, k - 1), rgb_sigma.new_empty(b, r, 1),
+                rgb_sigma.new_empty(b, r, max(s - 1, 0), 1))
+
+    def fake_midpoint_bwd(g_rgb, g_depth, g_w, rgb_sigma, z_vals, clamp_mode, white_back):
+        return torch.empty_like(rgb_sigma, memory_format=torch.contiguous_format)
+
+    for name, fn in (("composite_fwd", fake_composite_fwd), ("composite_bwd", fake_composite_bwd),
+                     ("midpoint_fwd", fake_midpoint_fwd), ("midpoint_bwd", fake_midpoint_bwd)):
+        _backend.register_fake(f"pigan::{name}", fn)
+    _backend.register_autograd("pigan::composite_fwd", _composite_backward, _composite_setup)
+    _backend.register_autograd("pigan::midpoint_fwd", _midpoint_backward, _midpoint_setup)
+    _backend.register_autograd("pigan::composite_bwd", _refuse_backward("composite_bwd"), _no_context)
+    _backend.register_autograd("pigan::midpoint_bwd", _refuse_backward("midpoint_bwd"), _no_context)
+
+
+COMPOSITE = _backend.Op("composite", reference=_composite_impl, native=_composite_native)
+MIDPOINT = _backend.Op("composite_midpoint", reference=_midpoint_impl, native=_composite_midpoint_native)

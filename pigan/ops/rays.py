@@ -1,4 +1,4 @@
-"""Rays and cameras (PIGAN.md section 4), with pi-GAN's names and signatures.
+"""Rays and cameras with pi-GAN's names and signatures: ray sampler, camera poses, point transforms.
 
 These are cheap, memory-light tensor programs with no fast-path twin: one implementation serves
 every backend.
