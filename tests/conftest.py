@@ -5,7 +5,10 @@
   nothing else has to add a ``skipif``.
 * ``device``: parametrises a test over ``cpu`` and ``cuda`` (the latter marked ``gpu``).
 * ``poison_outputs``: makes the native ops fill their output buffers with NaN before writing, so an
-  element a kernel forgets to write shows up in the comparison with the reference twin.
+  element a kernel forgets to write shows up in the comparison with the reference twin (the op
+  tests use it for every test: ``pytestmark = pytest.mark.usefixtures("poison_outputs")``).
+* Input makers, tolerances and the bad-input helper live in ``tests/inputs.py`` (a plain module, so
+  that the benchmarks can import them too): ``from inputs import composite_inputs, ...``.
 """
 import pytest
 import torch

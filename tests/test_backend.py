@@ -1,5 +1,7 @@
 """Backend selection: use_backend, $PIGAN_BACKEND, available_backends, errors and the fallback warning."""
 import importlib
+import threading
+import time
 import warnings
 
 import pytest
@@ -15,19 +17,19 @@ def chosen(op_table, device="cpu"):
 
 def test_auto_picks_native_on_cpu(monkeypatch):
     monkeypatch.delenv("PIGAN_BACKEND", raising=False)
-    assert chosen(compositing._COMPOSITE_IMPLS) == "native"
-    assert chosen(sampling._SAMPLE_PDF_IMPLS) == "native"
-    assert chosen(sampling._MERGE_IMPLS) == "native"
-    assert chosen(compositing._MIDPOINT_IMPLS) == "native"
+    assert chosen(compositing.COMPOSITE.impls) == "native"
+    assert chosen(sampling.SAMPLE_PDF.impls) == "native"
+    assert chosen(sampling.MERGE.impls) == "native"
+    assert chosen(compositing.MIDPOINT.impls) == "native"
 
 
 def test_use_backend_nests_and_restores():
     assert ops.current_backend() in _backend.BACKENDS
     outer = ops.current_backend()
     with ops.use_backend("reference"):
-        assert chosen(compositing._COMPOSITE_IMPLS) == "reference"
+        assert chosen(compositing.COMPOSITE.impls) == "reference"
         with ops.use_backend("native"):
-            assert chosen(compositing._COMPOSITE_IMPLS) == "native"
+            assert chosen(compositing.COMPOSITE.impls) == "native"
         assert ops.current_backend() == "reference"
     assert ops.current_backend() == outer
 
@@ -35,9 +37,9 @@ def test_use_backend_nests_and_restores():
 def test_environment_variable(monkeypatch):
     monkeypatch.setenv("PIGAN_BACKEND", "reference")
     assert ops.current_backend() == "reference"
-    assert chosen(compositing._COMPOSITE_IMPLS) == "reference"
+    assert chosen(compositing.COMPOSITE.impls) == "reference"
     with ops.use_backend("native"):  # the context manager wins over the environment
-        assert chosen(compositing._COMPOSITE_IMPLS) == "native"
+        assert chosen(compositing.COMPOSITE.impls) == "native"
     monkeypatch.setenv("PIGAN_BACKEND", "fastest")
     with pytest.raises(ValueError, match="PIGAN_BACKEND"):
         ops.current_backend()
@@ -61,10 +63,10 @@ def test_available_backends_report():
 def test_devices_without_native_kernels(monkeypatch):
     monkeypatch.delenv("PIGAN_BACKEND", raising=False)
     # No native kernels for the meta device: auto falls back, an explicit choice is an error saying why.
-    assert chosen(compositing._COMPOSITE_IMPLS, "meta") == "reference"
+    assert chosen(compositing.COMPOSITE.impls, "meta") == "reference"
     with ops.use_backend("native"):
         with pytest.raises(RuntimeError, match="cannot run meta tensors"):
-            chosen(compositing._COMPOSITE_IMPLS, "meta")
+            chosen(compositing.COMPOSITE.impls, "meta")
 
 
 @pytest.fixture
@@ -91,7 +93,7 @@ def test_fallback_warns_once_and_uses_reference(broken_native, monkeypatch):
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # one warning only
         again = ops.composite(rgb_sigma, z)
-        assert chosen(compositing._COMPOSITE_IMPLS) == "reference"
+        assert chosen(compositing.COMPOSITE.impls) == "reference"
     ref = compositing._composite(rgb_sigma, z)
     for a, b, c in zip(out, again, ref):
         assert torch.equal(a, c) and torch.equal(b, c)
@@ -104,3 +106,108 @@ def test_explicit_unavailable_backend_is_an_error(broken_native):
         with pytest.raises(RuntimeError, match="'native' is unavailable: pigan._C failed to import"):
             with ops.use_backend("native"):
                 pass
+
+
+def test_set_default_backend_is_process_wide_and_use_backend_thread_local(monkeypatch):
+    monkeypatch.delenv("PIGAN_BACKEND", raising=False)
+    seen = {}
+    barrier = threading.Barrier(2)
+
+    def worker(name, inner):
+        def run():
+            if inner is None:
+                barrier.wait()
+                seen[name] = ops.current_backend()
+                barrier.wait()
+            else:
+                with ops.use_backend(inner):
+                    barrier.wait()  # both threads inside their blocks at once
+                    seen[name] = ops.current_backend()
+                    barrier.wait()
+        return threading.Thread(target=run)
+
+    try:
+        ops.set_default_backend("reference")
+        assert ops.current_backend() == "reference"
+        threads = [worker("plain", None), worker("scoped", "native")]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        # the other thread's use_backend did not leak; the process-wide default reached both
+        assert seen == {"plain": "reference", "scoped": "native"}
+        with pytest.raises(ValueError, match="backend must be one of"):
+            ops.set_default_backend("fastest")
+    finally:
+        ops.set_default_backend(None)
+    assert ops.current_backend() == "auto"
+
+
+def test_native_module_loads_once_under_concurrent_first_use(monkeypatch):
+    """Threads that ask for pigan._C while another thread is importing it wait for the import:
+    none sees it missing, and the import and its registration hooks run once."""
+    real_import = importlib.import_module
+    calls = []
+
+    def slow_import(name, *args, **kwargs):
+        if name == "pigan._C":
+            calls.append(name)
+            time.sleep(0.2)  # a slow first import: the other threads arrive meanwhile
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(_backend.importlib, "import_module", slow_import)
+    monkeypatch.setattr(_backend, "_native", None)
+    monkeypatch.setattr(_backend, "_native_error", None)
+    monkeypatch.setattr(_backend, "_native_loaded", False)
+    hook_runs = []
+    monkeypatch.setattr(_backend, "_native_hooks", [lambda: hook_runs.append(1)])
+    results, errors = [], []
+
+    def use():
+        try:
+            with ops.use_backend("native"):
+                rgb, _, _ = ops.composite(torch.rand(1, 2, 4, 4), torch.sort(torch.rand(1, 2, 4, 1), 2).values)
+            results.append(_backend.select("op", torch.device("cpu"), compositing.COMPOSITE.impls)[0])
+        except Exception as exc:  # noqa: BLE001 -- collected and asserted below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=use) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == [] and results == ["native"] * 6
+    assert calls == ["pigan._C"] and hook_runs == [1]
+
+
+def test_auto_under_concurrent_first_use_never_falls_back(monkeypatch):
+    monkeypatch.delenv("PIGAN_BACKEND", raising=False)
+    real_import = importlib.import_module
+
+    def slow_import(name, *args, **kwargs):
+        if name == "pigan._C":
+            time.sleep(0.2)
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(_backend.importlib, "import_module", slow_import)
+    monkeypatch.setattr(_backend, "_native", None)
+    monkeypatch.setattr(_backend, "_native_loaded", False)
+    monkeypatch.setattr(_backend, "_native_hooks", [])
+    chosen_names = []
+    threads = [threading.Thread(target=lambda: chosen_names.append(chosen(compositing.COMPOSITE.impls)))
+               for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert chosen_names == ["native"] * 4
+
+
+def test_op_tables_belong_to_their_modules():
+    # Each op module owns its table; importing pigan.ops registers fakes and autograd of the raw ops.
+    from pigan.ops import sampling as smp
+    assert compositing.COMPOSITE.impls["native"] is compositing._composite_native
+    assert smp.MERGE.impls["native"] is smp._merge_native
+    assert set(smp.SAMPLE_PDF.impls) == {"reference", "native"}
+    with pytest.raises(ValueError, match="unknown backends"):
+        _backend.Op("x", reference=lambda: None, cuda=lambda: None)
