@@ -1,13 +1,18 @@
 """Build of pigan-kernels: the pure-Python packages plus one extension, ``pigan._C``.
 
 C++ CPU sources (csrc/*.cpp) are always compiled. CUDA sources (csrc/*.cu) are compiled whenever a
-CUDA toolkit is found and torch is a CUDA build, with or without a GPU present; ``PIGAN_NO_CUDA=1``
-skips them. Build with ``pip install --no-build-isolation -e .`` so the extension is compiled against
-the torch it will run with.
+CUDA toolkit is found, torch is a CUDA build and the toolkit's major version (``nvcc --version``)
+matches torch's (``torch.version.cuda``), with or without a GPU present; on a major mismatch the CPU
+extension is built with one warning. ``PIGAN_NO_CUDA=1`` skips the CUDA sources. Build with
+``pip install --no-build-isolation -e .`` so the extension is compiled against the torch it will run
+with.
 """
 import glob
 import os
+import re
 import shutil
+import subprocess
+import sys
 
 from setuptools import setup
 
@@ -28,6 +33,39 @@ def _find_cuda_home():
     return None
 
 
+def _nvcc_version(cuda_home):
+    """The toolkit's "MAJOR.MINOR" from ``nvcc --version``, or None when nvcc does not answer."""
+    try:
+        out = subprocess.run([os.path.join(cuda_home, "bin", "nvcc"), "--version"], capture_output=True,
+                             text=True, timeout=60).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+    m = re.search(r"release (\d+)\.(\d+)", out)
+    return f"{m.group(1)}.{m.group(2)}" if m else None
+
+
+def cuda_build_decision(torch_cuda, cuda_home, nvcc_version, no_cuda_env, has_cu_sources):
+    """(build the CUDA sources?, warning or None).
+
+    torch_cuda: ``torch.version.cuda`` ("13.0", None for a CPU build of torch); cuda_home: the toolkit
+    found (or None); nvcc_version: its ``nvcc --version`` release ("13.0", None if nvcc failed);
+    no_cuda_env: ``PIGAN_NO_CUDA``'s value. Only a toolkit that is present but unusable warns: a CUDA
+    build against a different major version than torch's fails to link or to load, so the CPU
+    extension is built instead.
+    """
+    if no_cuda_env == "1" or torch_cuda is None or cuda_home is None or not has_cu_sources:
+        return False, None
+    if nvcc_version is None:
+        return False, (f"pigan-kernels: nvcc in {cuda_home} did not report its version; building the "
+                       f"CPU extension only (no CUDA kernels)")
+    if nvcc_version.split(".")[0] != str(torch_cuda).split(".")[0]:
+        return False, (f"pigan-kernels: torch was built with CUDA {torch_cuda} but the toolkit in "
+                       f"{cuda_home} is CUDA {nvcc_version}; building the CPU extension only (no CUDA "
+                       f"kernels). Point CUDA_HOME at a CUDA {str(torch_cuda).split('.')[0]}.x toolkit "
+                       f"to build them.")
+    return True, None
+
+
 def _extensions():
     import torch
     from torch.utils import cpp_extension
@@ -35,12 +73,13 @@ def _extensions():
     cpp_sources = sorted(glob.glob(os.path.join("csrc", "*.cpp")))
     cu_sources = sorted(glob.glob(os.path.join("csrc", "*.cu")))
     cuda_home = _find_cuda_home()
-    want_cuda = (
-        os.environ.get("PIGAN_NO_CUDA", "0") != "1"
-        and torch.version.cuda is not None
-        and cuda_home is not None
-        and bool(cu_sources)
-    )
+    no_cuda = os.environ.get("PIGAN_NO_CUDA", "0")
+    probe = cuda_home and no_cuda != "1" and torch.version.cuda is not None
+    want_cuda, warning = cuda_build_decision(
+        torch.version.cuda, cuda_home, _nvcc_version(cuda_home) if probe else None, no_cuda,
+        bool(cu_sources))
+    if warning:
+        print(f"WARNING: {warning}", file=sys.stderr)
     cxx_flags = ["-O3", "-std=c++20", "-fopenmp"] if os.name != "nt" else ["/O2", "/std:c++20"]
     define_macros = [("PIGAN_BUILD_EXTENSION", None)]
     if want_cuda:
