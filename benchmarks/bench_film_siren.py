@@ -1,25 +1,28 @@
-"""FiLM-SIREN layer benchmarks (issue 3): one 256 -> 256 layer, side by side per group.
+"""FiLM-SIREN layer benchmarks: one 256 -> 256 layer ``sin(freq * (x W^T + b) + phase)``.
 
-CPU (N = 32768 points, B = 8 samples): native (C++ blocked GEMM + sine) vs a bare torch.addmm of the
-same shape (the floor: target native <= 1.2x) vs the eager reference vs torch.compile(reference).
-GPU (N = 2^20 and 2^22 points, fp32 and bf16): triton vs cuBLAS addmm of the same shape and precision
-vs eager vs torch.compile(reference). Forward, and forward + backward (random cotangent, gradients of
-x, weight, bias, freq and phase; the addmm floor does its three GEMMs).
+Per group (device, precision, points, fwd or fwd+bwd), side by side: the project's path ("auto",
+what a user gets, plus the "triton" and "native" backends on CUDA), a bare ``torch.addmm`` of the
+same shape and precision (the GEMM floor; in fwd+bwd its three GEMMs), the eager pi-GAN formula
+("reference") and ``torch.compile`` of that formula.
+CPU: 32 768 points (B = 8), fp32. CUDA: 2^20 points (B = 8) in fp32 (IEEE), tf32 and bf16.
 Memory: bytes saved for backward per sample point by SPATIALSIRENBASELINE (extra_info).
 
-`pytest benchmarks -k "test_film_" --benchmark-only` (name the folder, not this file: benchmarks/conftest.py
+`pytest benchmarks -k "film_" --benchmark-only` (name the folder, not this file: benchmarks/conftest.py
 collects bench_*.py itself, so naming the file collects every case twice).
 """
+import contextlib
+
 import pytest
 import torch
 
-from conftest import machine_info, saved_bytes, sync
+from conftest import (COMPILE_BACKEND, TINY, all_devices, machine_info, run_case, saved_bytes, size,
+                      skip_unless_backend)
 from pigan import ops
 
 H = 256
-CPU_POINTS, CPU_B = 32768, 8
-GPU_POINTS = [2 ** 20, 2 ** 22]
-GPU_B = 8
+B = 8
+DTYPES = {"fp32": torch.float32, "tf32": torch.float32, "bf16": torch.bfloat16}
+OURS = ("auto", "triton", "native")
 
 
 def layer_inputs(B, N, K, dtype, device, grad, seed=0):
@@ -33,36 +36,57 @@ def layer_inputs(B, N, K, dtype, device, grad, seed=0):
     return [t.requires_grad_(grad) for t in ts]
 
 
+@contextlib.contextmanager
+def matmul_precision(precision):
+    """fp32 matmuls in IEEE or TF32 for the duration (torch's newer fp32_precision switch if present)."""
+    m = torch.backends.cuda.matmul
+    if hasattr(m, "fp32_precision"):
+        old = m.fp32_precision
+        m.fp32_precision = "tf32" if precision == "tf32" else "ieee"
+        try:
+            yield
+        finally:
+            m.fp32_precision = old
+    else:
+        old = m.allow_tf32
+        m.allow_tf32 = precision == "tf32"
+        try:
+            yield
+        finally:
+            m.allow_tf32 = old
+
+
 _compiled = {}
 
 
-def compiled_reference():
-    if "fn" not in _compiled:
-        _compiled["fn"] = torch.compile(ops._film_siren, dynamic=False)
-    return _compiled["fn"]
+def compiled_reference(key):
+    """One torch.compile wrapper per precision and pass, so each case's warm-up is its own compile."""
+    if key not in _compiled:
+        _compiled[key] = torch.compile(ops._film_siren, dynamic=False, backend=COMPILE_BACKEND)
+    return _compiled[key]
 
 
-def make_fn(kind, ts, backward):
+def make_fn(kind, ts, backward, key):
     """A callable running one layer (and its backward when asked) the way `kind` does it."""
     x, w, b, f, p = ts
-    B, N, K = x.shape
+    Bx, N, K = x.shape
     if kind == "addmm":
-        x2 = x.detach().reshape(B * N, K).requires_grad_(backward)
+        x2 = x.detach().reshape(Bx * N, K).requires_grad_(backward)
+        dy2 = torch.randn(Bx * N, H, device=x.device, dtype=x.dtype) if backward else None
 
         def run():
             y = torch.addmm(b, x2, w.t())
             if backward:
                 torch.autograd.backward(y, dy2)
             return y
-        dy2 = torch.randn(B * N, H, device=x.device, dtype=x.dtype) if backward else None
         return run
     if kind == "compile":
-        layer = compiled_reference()
+        layer = compiled_reference(key)
     else:
         def layer(*a):
             with ops.use_backend(kind):
                 return ops.film_siren(*a)
-    dy = torch.randn(B, N, H, device=x.device, dtype=x.dtype) if backward else None
+    dy = torch.randn(Bx, N, H, device=x.device, dtype=x.dtype) if backward else None
 
     def run():
         y = layer(x, w, b, f, p)
@@ -72,50 +96,31 @@ def make_fn(kind, ts, backward):
     return run
 
 
-def bench(benchmark, fn, device, rounds):
-    def call():
-        out = fn()
-        sync(device)
-        return out
-    try:
-        call()                                                  # compile / autotune / warm caches
-    except Exception as exc:  # torch.compile unavailable or failing here: say so, don't fake a row
-        pytest.skip(f"{type(exc).__name__}: {str(exc)[:200]}")
-    sync(device)
-    benchmark.pedantic(call, rounds=rounds, warmup_rounds=1, iterations=1)
+def film_cases():
+    out = []
+    for dev in all_devices():
+        d = dev.values[0]
+        kinds = ["auto", "triton", "native", "addmm", "reference", "compile"] if d == "cuda" else \
+            ["native", "addmm", "reference", "compile"]
+        # CPU: fp32 (its table); a tiny rehearsal adds bf16 to walk the low-precision path as well.
+        precisions = ["fp32", "tf32", "bf16"] if d == "cuda" else (["fp32", "bf16"] if TINY else ["fp32"])
+        out += [pytest.param(d, p, k, marks=dev.marks) for p in precisions for k in kinds]
+    return out
 
 
-def record(benchmark, **extra):
-    benchmark.extra_info.update(**machine_info(), **extra)
-
-
-CPU_KINDS = ["native", "addmm", "reference", "compile"]
-
-
-@pytest.mark.parametrize("kind", CPU_KINDS)
 @pytest.mark.parametrize("backward", [False, True], ids=["fwd", "fwd+bwd"])
-def test_film_cpu(benchmark, kind, backward):
-    N = CPU_POINTS // CPU_B
-    benchmark.group = f"film 256->256 cpu fp32 {CPU_POINTS} points {'fwd+bwd' if backward else 'fwd'}"
-    record(benchmark, device="cpu", kind=kind, points=CPU_POINTS, B=CPU_B, dtype="float32")
-    ts = layer_inputs(CPU_B, N, H, torch.float32, "cpu", backward)
-    bench(benchmark, make_fn(kind, ts, backward), "cpu", rounds=10)
-
-
-GPU_KINDS = ["triton", "addmm", "reference", "compile", "native"]
-
-
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
-@pytest.mark.parametrize("kind", GPU_KINDS)
-@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
-@pytest.mark.parametrize("points", GPU_POINTS)
-@pytest.mark.parametrize("backward", [False, True], ids=["fwd", "fwd+bwd"])
-def test_film_gpu(benchmark, kind, dtype, points, backward):
-    benchmark.group = (f"film 256->256 cuda {dtype} {points} points {'fwd+bwd' if backward else 'fwd'} "
-                       f"(tf32 {'on' if torch.backends.cuda.matmul.allow_tf32 else 'off'})")
-    record(benchmark, device="cuda", kind=kind, points=points, B=GPU_B, dtype=dtype)
-    ts = layer_inputs(GPU_B, points // GPU_B, H, getattr(torch, dtype), "cuda", backward)
-    bench(benchmark, make_fn(kind, ts, backward), "cuda", rounds=20)
+@pytest.mark.parametrize("device,precision,kind", film_cases())
+def test_film_layer(benchmark, device, precision, kind, backward):
+    if kind in ("triton", "native"):
+        skip_unless_backend(kind, device)
+    points = size(device, cpu=32768, cuda=2 ** 20, tiny=512)
+    pas = "fwd+bwd" if backward else "fwd"
+    benchmark.group = f"film 256->256 {device} {precision} {points} points {pas}"
+    ts = layer_inputs(B, points // B, H, DTYPES[precision], device, backward)
+    with matmul_precision(precision):
+        fn = make_fn(kind, ts, backward, (precision, backward))
+        run_case(benchmark, fn, device, kind=kind, ours=kind in OURS, rounds=10 if device == "cuda" else 5,
+                 skip_on_error=kind == "compile", points=points, B=B, precision=precision)
 
 
 def _siren_model_and_inputs(device, N, B=2):
@@ -133,21 +138,19 @@ def test_film_memory_per_point(benchmark, backend):
     """Bytes saved for backward per sample point by a SPATIALSIRENBASELINE forward (extra_info), as
     the slope between two point counts (parameters and per-batch tensors cancel); timed: the forward."""
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    ok, why = ops._backend.backend_status(backend, device)
-    if not ok:
-        pytest.skip(why)
-    B, n1, n2 = 2, 64, 192
+    skip_unless_backend(backend, device)
+    Bm, n1, n2 = 2, 64, 192
     totals = {}
     for N in (n1, n2):
-        model, args = _siren_model_and_inputs(device, N, B)
+        model, args = _siren_model_and_inputs(device, N, Bm)
         with ops.use_backend(backend):
             totals[N], _ = saved_bytes(lambda: model(*args))
-    per_point = (totals[n2] - totals[n1]) / (B * (n2 - n1))
+    per_point = (totals[n2] - totals[n1]) / (Bm * (n2 - n1))
     benchmark.group = f"film memory: SPATIALSIRENBASELINE forward, bytes saved per point ({device})"
-    record(benchmark, device=device, backend=backend, saved_bytes_per_point=per_point,
-           saved_kib_per_point=round(per_point / 1024, 3), points=B * n2)
+    benchmark.extra_info.update(**machine_info(), saved_bytes_per_point=per_point,
+                                saved_kib_per_point=round(per_point / 1024, 3), points=Bm * n2)
 
     def run():
         with ops.use_backend(backend):
             return model(*args)
-    bench(benchmark, run, device, rounds=5)
+    run_case(benchmark, run, device, kind=backend, ours=backend != "reference", rounds=5)

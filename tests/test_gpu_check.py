@@ -1,0 +1,99 @@
+"""scripts/gpu_check.sh: its dry run walks every phase on the CPU and writes the verdict files; without
+a CUDA device and without the dry-run flag it stops at once with one clear line."""
+import json
+import os
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+SCRIPT = ROOT / "scripts" / "gpu_check.sh"
+PHASES = ["preflight", "build", "tests", "bench_film", "bench_render", "bench_train"]
+# One cheap case per benchmark phase (the filter is and-ed with each phase's own selection).
+FEW_CASES = "device_copy or film_layer and fp32 and native or train_step and auto"
+
+
+def _env(tmp_path, **extra):
+    fake = tmp_path / "bin"
+    fake.mkdir()
+    smi = fake / "nvidia-smi"
+    smi.write_text("#!/bin/sh\necho 'NVIDIA H200 (fake), 143771 MiB, 570.00, 9.0'\n")
+    smi.chmod(smi.stat().st_mode | stat.S_IEXEC)
+    env = dict(os.environ, PATH=f"{fake}{os.pathsep}{os.environ['PATH']}", PYTHON=sys.executable,
+               OMP_NUM_THREADS="1", PIGAN_BENCH_COMPILE_BACKEND="eager")
+    env.update(extra)
+    return env
+
+
+def _dry_run(tmp_path, timeout, **extra):
+    out = tmp_path / "out"
+    proc = subprocess.run(["bash", str(SCRIPT), "--dry-run", str(out)], cwd=tmp_path, capture_output=True,
+                          text=True, timeout=timeout, env=_env(tmp_path, PIGAN_GPU_SKIP_BUILD="1", **extra))
+    return proc, out
+
+
+def _check_verdict(proc, out, bench_cases):
+    summary = json.loads((out / "summary.json").read_text())
+    md = (out / "summary.md").read_text()
+    assert summary["dry_run"] is True and "DRY RUN" in md
+    assert [p["phase"] for p in summary["phases"]] == PHASES
+    bad = [p for p in summary["phases"] if p["status"] != "ok"]
+    assert not bad, (bad, proc.stdout[-3000:])
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    assert summary["environment"]["nvidia_smi"].startswith("NVIDIA H200 (fake)")
+    assert summary["build_info"]["torch_version"].split("+")[0] == torch.__version__.split("+")[0]
+    assert summary["build_tests"]["failures"] == 0 and summary["build_tests"]["passed"] > 0
+    # Every GPU test is selected (and skipped on the CPU): none fails, none is missing.
+    tests = summary["gpu_tests"]
+    assert tests["tests"] > 0 and tests["failures"] == tests["errors"] == 0
+    assert tests["skipped"] == tests["tests"]
+    groups = {r["group"]: r for r in summary["benchmarks"]}
+    assert len(groups) >= bench_cases, list(groups)
+    for r in groups.values():
+        for e in r["entries"].values():
+            assert e["median_ms"] > 0 and e["rounds"] >= 1
+    train = [r for g, r in groups.items() if g.startswith("CelebA generator train step")]
+    assert train and train[0]["ours"] == "auto" and train[0]["entries"]["auto"]["warmup_s"] > 0
+    comp = [r for g, r in groups.items() if g.startswith("composite forward+backward")]
+    if comp:
+        assert comp[0]["bandwidth_floor"]["floor_ms"] > 0
+    return summary
+
+
+def test_dry_run_writes_the_verdict(tmp_path):
+    proc, out = _dry_run(tmp_path, 240, PIGAN_GPU_BENCH_K=FEW_CASES)
+    summary = _check_verdict(proc, out, bench_cases=4)
+    film = [r for r in summary["benchmarks"] if r["group"].startswith("film 256->256 cpu fp32")]
+    assert film and all(r["ours"] == "native" for r in film)
+    assert "| phase | status | seconds | budget s |" in (out / "summary.md").read_text()
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(os.environ.get("PIGAN_FULL_DRY_RUN") != "1",
+                    reason="several minutes on 2 cores; PIGAN_FULL_DRY_RUN=1 runs every benchmark case")
+def test_full_dry_run_runs_every_case(tmp_path):
+    proc, out = _dry_run(tmp_path, 900, PIGAN_BUDGET_TOTAL="900", PIGAN_BUDGET_BENCH_FILM="400",
+                         PIGAN_BUDGET_BENCH_RENDER="300", PIGAN_BUDGET_BENCH_TRAIN="300")
+    summary = _check_verdict(proc, out, bench_cases=12)
+    kinds = {k for r in summary["benchmarks"] for k in r["entries"]}
+    assert {"native", "addmm", "reference", "compile", "stack", "auto", "copy"} <= kinds
+
+
+def test_fails_loudly_without_a_gpu(tmp_path):
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a CUDA device")
+    out = tmp_path / "out"
+    proc = subprocess.run(["bash", str(SCRIPT), str(out)], cwd=tmp_path, capture_output=True, text=True,
+                          timeout=120, env=_env(tmp_path))
+    assert proc.returncode == 2
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "no CUDA device" in lines[0] and "--dry-run" in lines[0], proc.stderr
+
+
+def test_usage_error(tmp_path):
+    proc = subprocess.run(["bash", str(SCRIPT)], capture_output=True, text=True, timeout=30)
+    assert proc.returncode == 2 and "usage" in proc.stderr
