@@ -12,17 +12,15 @@ import pytest
 import torch
 
 from conftest import all_devices, run_case, saved_bytes, size
+from inputs import composite_inputs
 from pigan import ops
 
 BACKENDS = ["native", "reference"]
 
 
 def inputs(B, device, R=64 * 64, S=24, C=3, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    rgb_sigma = torch.cat([torch.rand(B, R, S, C, generator=g), torch.randn(B, R, S, 1, generator=g) * 3], -1)
-    z = torch.linspace(0.88, 1.12, S).expand(B, R, S).clone()
-    z = z + (torch.rand(B, R, S, generator=g) - 0.5) * 0.24 / (S - 1)
-    return rgb_sigma.to(device), torch.sort(z, -1).values[..., None].to(device)   # [B,R,S,C+1], [B,R,S,1]
+    """rgb_sigma [B, R, S, C+1], z_vals [B, R, S, 1]: the tests' maker (tests/inputs.py)."""
+    return composite_inputs(B, R, S, C, device=device, seed=seed)
 
 
 def dims(device):

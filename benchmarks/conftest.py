@@ -14,10 +14,15 @@ torch.compile backend of the "compile" cases (default inductor).
 """
 import json
 import os
+import sys
 import time
+from pathlib import Path
 
 import pytest
 import torch
+
+# The input makers the tests use (tests/inputs.py); appended so that this folder's conftest wins.
+sys.path.append(str(Path(__file__).resolve().parents[1] / "tests"))
 
 TINY = os.environ.get("PIGAN_BENCH_TINY", "0") == "1"
 COMPILE_BACKEND = os.environ.get("PIGAN_BENCH_COMPILE_BACKEND", "inductor")
@@ -138,6 +143,8 @@ def run_case(benchmark, fn, device, *, kind, ours, rounds, skip_on_error=False, 
         sync(device)
         return out
 
+    if TINY:  # a rehearsal walks the code; its timings mean nothing
+        rounds = min(rounds, 2)
     benchmark.extra_info.update(**machine_info(), device=device, kind=kind, ours=ours, **extra)
     t0 = time.perf_counter()
     try:

@@ -6,7 +6,7 @@
 # Phases, each under its own `timeout` so a slow or hung phase cannot starve the others; every phase
 # runs even when an earlier one failed. Budgets in seconds (PIGAN_BUDGET_<PHASE> overrides one),
 # 470 s in all, inside 8 minutes with process start-up:
-#   preflight     15  GPU, versions, tools (no CUDA device and no dry run: exit 2, one line)
+#   preflight     25  GPU, versions, tools (no CUDA device and no dry run: exit 2, one line)
 #   build        130  pip install --no-build-isolation --no-deps -e . (MAX_JOBS=nproc, this GPU's
 #                     arch only), pigan._C.build_info(), tests/test_native_build.py
 #   tests         90  pytest -m gpu tests (no -x; junit XML)
@@ -14,7 +14,7 @@
 #                     cuBLAS addmm vs eager vs torch.compile (autotune and compile inside the budget)
 #   bench_render  45  SIREN trunk fwd and fwd+bwd; compositing fwd+bwd B=28 64x64 S=24 (and C=32
 #                     midpoint) with device copy bandwidth; sample_pdf, merge
-#   bench_train  100  one CelebA generator train step B=28 64x64 12+12 bf16 autocast: auto vs
+#   bench_train   90  one CelebA generator train step B=28 64x64 12+12 bf16 autocast: auto vs
 #                     reference vs torch.compile(reference)
 #   summary       10  OUT/summary.md + OUT/summary.json (scripts/gpu_check_report.py), always
 # A phase also stops early enough to leave the summary its time inside the 470 s total. Benchmarks
@@ -104,7 +104,7 @@ if [ -z "$CUDA_HOME" ] || [ ! -x "$CUDA_HOME/bin/nvcc" ]; then
 fi
 export CUDA_HOME
 
-run_phase preflight 15 '
+run_phase preflight 25 '
   "$PY" scripts/gpu_check_report.py --env "$OUT/env.json" --nvidia-smi "$OUT/nvidia-smi.txt" --arch "$ARCH"
   cat "$OUT/env.json"
   "$PY" -c "import pytest, pytest_benchmark" || { echo "pytest and pytest-benchmark are needed"; exit 1; }
@@ -149,7 +149,7 @@ bench() {  # bench PHASE BUDGET K-EXPRESSION
 }
 bench bench_film 80 "film_layer"
 bench bench_render 45 "film_stack or composite or midpoint or device_copy or sample_pdf or merge"
-bench bench_train 100 "train_step"
+bench bench_train 90 "train_step"
 
 # ---------------------------------------------------------------- summary
 log "summary (budget $SUMMARY_BUDGET s)"
