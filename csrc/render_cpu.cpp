@@ -247,9 +247,10 @@ at::Tensor sample_pdf_cpu(const at::Tensor& bins_in, const at::Tensor& w_in, con
                                                                        pu[r * K + k], monotone);
           }
         } else {
-          build_cdf<scalar_t, scalar_t, double>(wr, int(M), total, e, cdf.data());
+          const bool monotone = build_cdf<scalar_t, scalar_t, double>(wr, int(M), total, e, cdf.data());
           for (int64_t k = 0; k < K; ++k) {
-            po[r * K + k] = invert_cdf<scalar_t, scalar_t>(br, cdf.data(), int(M), e, pu[r * K + k]);
+            po[r * K + k] = invert_cdf<scalar_t, scalar_t>(br, cdf.data(), int(M), e, pu[r * K + k],
+                                                           monotone);
           }
         }
       }

@@ -18,9 +18,11 @@ PIGAN_HD int cdf_lower_bound(const CdfAt& cdf, int n, T u) {
   int start = 0, end = n;
   while (start < end) {
     const int mid = start + ((end - start) >> 1);
-    const bool right = !(cdf(mid) >= u);  // selects, not branches: u is random
-    start = right ? mid + 1 : start;
-    end = right ? end : mid;
+    if (!(cdf(mid) >= u)) {
+      start = mid + 1;
+    } else {
+      end = mid;
+    }
   }
   return start;
 }
@@ -85,20 +87,31 @@ PIGAN_HD T sample_pdf_one(const Sx* bins, const Sx* w, int M, T total, T eps, T 
 
 // The same computation split in two, for one thread per ray (the CPU): build the cdf once, then
 // invert it per sample. Same float operations in the same order as sample_pdf_one, so the two give
-// identical samples (tests run both).
+// identical samples (tests run both). Returns whether every pdf_j >= 0 (the cdf is non-decreasing).
 template <typename Sx, typename T, typename A>
-PIGAN_HD void build_cdf(const Sx* w, int M, T total, T eps, T* cdf) {
+PIGAN_HD bool build_cdf(const Sx* w, int M, T total, T eps, T* cdf) {
   A run = A(0);
   cdf[0] = T(0);
+  bool monotone = true;
   for (int j = 0; j < M; ++j) {
-    run += A(T(T(T(w[j]) + eps) / total));
+    const T pdf = T(T(T(w[j]) + eps) / total);
+    monotone = monotone && pdf >= T(0);
+    run += A(pdf);
     cdf[j + 1] = T(run);
   }
+  return monotone;
 }
 
 template <typename Sx, typename T>
-PIGAN_HD T invert_cdf(const Sx* bins, const T* cdf, int M, T eps, T u) {
-  const int i = cdf_lower_bound([cdf](int k) { return cdf[k]; }, M + 1, u);
+PIGAN_HD T invert_cdf(const Sx* bins, const T* cdf, int M, T eps, T u, bool monotone) {
+  int i = 0;
+  if (monotone && u == u) {
+    // On a non-decreasing cdf the binary search's index is the number of entries below u; counting
+    // has no data-dependent branch and vectorises (random u made searches mispredict).
+    for (int j = 0; j <= M; ++j) i += cdf[j] < u ? 1 : 0;
+  } else {
+    i = cdf_lower_bound([cdf](int k) { return cdf[k]; }, M + 1, u);
+  }
   const int lo = i > 0 ? i - 1 : 0;
   const int hi = i < M ? i : M;
   return sample_between(bins, M, i, cdf[lo], cdf[hi], eps, u);
