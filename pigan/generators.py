@@ -124,7 +124,8 @@ class ImplicitGenerator3d(nn.Module):
         dtype = torch.float64 if frequencies.dtype == torch.float64 else torch.float32
         points_cam, z_vals, dirs_cam = points_cam.to(dtype), z_vals.to(dtype), dirs_cam.to(dtype)
         cam2world = cam2world.to(dtype)
-        with torch.no_grad():
+        # The camera is differentiable when cam2world requires grad (pose fitting in inversion).
+        with torch.set_grad_enabled(torch.is_grad_enabled() and cam2world.requires_grad):
             points, dirs, origins = transform_points_to_world(points_cam, dirs_cam, cam2world)
             if o.lock_view_dependence:
                 dirs_exp = torch.zeros(B, R * S, 3, device=points.device, dtype=dtype)
@@ -144,7 +145,7 @@ class ImplicitGenerator3d(nn.Module):
                 z_flat = z_vals.reshape(B * R, S)
                 mids = 0.5 * (z_flat[:, :-1] + z_flat[:, 1:])          # [B*R, S-1]
                 z_fine = ops.sample_pdf(mids, weights[:, 1:-1], S, det=False).reshape(B, R, S, 1)
-                fine_points = (origins.unsqueeze(2) + dirs.unsqueeze(2) * z_fine).reshape(B, R * S, 3)
+            fine_points = (origins.unsqueeze(2) + dirs.unsqueeze(2) * z_fine).reshape(B, R * S, 3)
             fine = self._siren_eval(fine_points, frequencies, phase_shifts, dirs_exp, o.max_batch_size)
             fine = fine.reshape(B, R, S, -1)
             all_z, outputs = ops.merge_samples_values(z_vals, z_fine, coarse, fine)  # [B, R, 2S, 4]

@@ -43,16 +43,7 @@ def _render(generator, freqs, phases, options: RenderOptions, pitch=None, yaw=No
                             options=options.replace(nerf_noise=0.0))["pixels"]
 
 
-def invert(generator, image: torch.Tensor, *, iterations: int = 700, lr: float = 1e-2,
-           weight_decay: float = 1e-4, lr_step: int = 100, lr_gamma: float = 0.75, noise_std: float = 0.03,
-           num_avg: int = 10000, options: RenderOptions | None = None, jitter: bool = True, seed: int | None = 0,
-           progress: bool = False) -> dict:
-    """Fit ``image`` ([3, H, W] or [1, 3, H, W] in [-1, 1]) with the frozen ``generator``.
-
-    ``options``: render settings (default ``RenderOptions()``; img_size comes from the image). Returns
-    {"frequencies", "phase_shifts" ([1, D] raw mapping-space values), "losses" (per iteration),
-    "fit" ([1, 3, H, W] render at the mean pose, no jitter), "avg_frequencies", "avg_phase_shifts"}.
-    """
+def _check_image(image):
     if not isinstance(image, torch.Tensor) or image.dim() not in (3, 4) or image.shape[-3] != 3:
         raise ValueError(f"image must be a tensor [3, H, W] or [1, 3, H, W], got "
                          f"{tuple(image.shape) if isinstance(image, torch.Tensor) else type(image).__name__}")
@@ -62,10 +53,94 @@ def invert(generator, image: torch.Tensor, *, iterations: int = 700, lr: float =
         image = image[0]
     if image.shape[-1] != image.shape[-2]:
         raise ValueError(f"image must be square, got {tuple(image.shape[-2:])}")
-    for name, v in (("iterations", iterations), ("lr_step", lr_step), ("num_avg", num_avg)):
+    return image
+
+
+def pose_grid(options: RenderOptions, yaws: int = 3, pitches: int = 1) -> list[tuple[float, float]]:
+    """Start poses (pitch, yaw) for pose fitting: the mean pose and +-1 training stddev around it."""
+    def axis(mean, std, n):
+        return [mean] if n == 1 else [mean + std * (2 * i / (n - 1) - 1) for i in range(n)]
+    return [(p, y) for p in axis(options.pitch, options.v_stddev, pitches)
+            for y in axis(options.yaw, options.h_stddev, yaws)]
+
+
+def _fit(generator, target, avg_f, avg_p, opts, pitch, yaw, *, iterations, lr, weight_decay, lr_step,
+         lr_gamma, noise_std, jitter, fit_pose, pose_lr, check_every, gen, bar):
+    """One optimisation from (pitch, yaw). Keeps the iterate whose clean render (no jitter, no noise,
+    checked every ``check_every`` iterations and at the end) fits best."""
+    device = target.device
+    f_off = torch.zeros_like(avg_f, requires_grad=True)
+    p_off = torch.zeros_like(avg_p, requires_grad=True)
+    groups = [{"params": [f_off, p_off]}]
+    pose = torch.tensor([[float(pitch)], [float(yaw)]], device=device, requires_grad=fit_pose)
+    if fit_pose:
+        groups.append({"params": [pose], "lr": pose_lr, "weight_decay": 0.0})
+    opt = torch.optim.Adam(groups, lr=lr, weight_decay=weight_decay)
+    sched = torch.optim.lr_scheduler.StepLR(opt, step_size=lr_step, gamma=lr_gamma)
+    losses, checks, best = [], [], None
+
+    def check(i):
+        nonlocal best
+        with torch.no_grad():
+            f, p = avg_f + f_off, avg_p + p_off
+            fit = _render(generator, f, p, opts, pitch=pose[0:1], yaw=pose[1:2], jitter=False)
+            mse = F.mse_loss(fit.float(), target).item()
+        checks.append((i, mse))
+        if best is None or mse < best["mse"]:
+            best = {"iteration": i, "mse": mse, "frequencies": f.detach().clone(),
+                    "phase_shifts": p.detach().clone(), "pitch": pose[0].item(), "yaw": pose[1].item(),
+                    "fit": fit.detach()}
+
+    check(0)
+    for i in range(iterations):
+        anneal = (iterations - i) / iterations
+        nf = torch.randn(avg_f.shape, device=device, generator=gen) * noise_std * anneal
+        npz = torch.randn(avg_p.shape, device=device, generator=gen) * noise_std * anneal
+        frame = _render(generator, avg_f + nf + f_off, avg_p + npz + p_off, opts, pitch=pose[0:1],
+                        yaw=pose[1:2], jitter=jitter)
+        loss = F.mse_loss(frame.float(), target)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        sched.step()
+        losses.append(loss.item())
+        if (i + 1) % check_every == 0 or i + 1 == iterations:
+            check(i + 1)
+        if bar is not None:
+            bar.set_postfix(mse=f"{losses[-1]:.4f}", best=f"{best['mse']:.4f}", refresh=False)
+            bar.update(1)
+    final = {"iteration": checks[-1][0], "mse": checks[-1][1], "pitch": pose[0].item(), "yaw": pose[1].item()}
+    return {"best": best, "final": final, "losses": losses, "checks": checks}
+
+
+def invert(generator, image: torch.Tensor, *, iterations: int = 700, lr: float = 1e-2,
+           weight_decay: float = 1e-4, lr_step: int = 100, lr_gamma: float = 0.75, noise_std: float = 0.03,
+           num_avg: int = 10000, options: RenderOptions | None = None, jitter: bool = True, seed: int | None = 0,
+           progress: bool = False, fit_pose: bool = False, pose_lr: float = 5e-3,
+           start_poses: list | None = None, search_iterations: int = 30, check_every: int = 10,
+           init: tuple | None = None) -> dict:
+    """Fit ``image`` ([3, H, W] or [1, 3, H, W] in [-1, 1]) with the frozen ``generator``.
+
+    ``options``: render settings (default ``RenderOptions()``; img_size comes from the image).
+    ``fit_pose``: optimise pitch and yaw (radians, Adam at ``pose_lr``) with the offsets. With several
+    ``start_poses`` [(pitch, yaw), ...] (default: the mean pose only), each gets ``search_iterations``
+    first and the full fit starts from the one whose render fits best. ``init``: a starting
+    (frequencies, phase_shifts) [1, 9H] instead of the mean latent (e.g. to refine an earlier fit).
+
+    The returned latent and pose are the best iterate seen (clean renders checked every
+    ``check_every`` iterations), never a later, worse one. Returns {"frequencies", "phase_shifts"
+    ([1, D] raw mapping-space values), "pitch", "yaw", "fit" ([1, 3, H, W] clean render of them),
+    "mse" (its MSE), "best_iteration", "final" (MSE, iteration and pose of the last iterate),
+    "losses" (per iteration), "checks" ([(iteration, clean MSE)]), "avg_frequencies",
+    "avg_phase_shifts", "options", "start_pose"}.
+    """
+    image = _check_image(image)
+    for name, v in (("iterations", iterations), ("lr_step", lr_step), ("num_avg", num_avg),
+                    ("check_every", check_every), ("search_iterations", search_iterations)):
         if isinstance(v, bool) or not isinstance(v, int) or v < 1:
             raise ValueError(f"{name} must be a positive int, got {v!r}")
     opts = (options or RenderOptions()).replace(img_size=image.shape[-1])
+    starts = list(start_poses) if start_poses else [(opts.pitch, opts.yaw)]
     device = next(generator.parameters()).device
     target = image.to(device).unsqueeze(0).float()
 
@@ -75,49 +150,42 @@ def invert(generator, image: torch.Tensor, *, iterations: int = 700, lr: float =
     generator.requires_grad_(False)
     gen = torch.Generator(device=device)
     gen.manual_seed(seed if seed is not None else torch.seed())
+    kw = dict(lr=lr, weight_decay=weight_decay, lr_step=lr_step, lr_gamma=lr_gamma, noise_std=noise_std,
+              jitter=jitter, fit_pose=fit_pose, pose_lr=pose_lr, check_every=check_every, gen=gen)
     try:
         with torch.no_grad():
             z = torch.randn(num_avg, generator.z_dim, device=device, generator=gen)
             f_all, p_all = generator.siren.mapping_network(z)
             avg_f, avg_p = f_all.mean(0, keepdim=True), p_all.mean(0, keepdim=True)
             del f_all, p_all
-        f_off = torch.zeros_like(avg_f, requires_grad=True)
-        p_off = torch.zeros_like(avg_p, requires_grad=True)
-        opt = torch.optim.Adam([f_off, p_off], lr=lr, weight_decay=weight_decay)
-        sched = torch.optim.lr_scheduler.StepLR(opt, step_size=lr_step, gamma=lr_gamma)
-        losses = []
+        base_f, base_p = avg_f, avg_p
+        if init is not None:
+            base_f, base_p = (t.detach().to(device=device, dtype=avg_f.dtype).reshape(avg_f.shape) for t in init)
         bar = None
         if progress:
             from tqdm.auto import tqdm
-            bar = tqdm(total=iterations, desc="invert", dynamic_ncols=True, file=sys.stderr, mininterval=0.5)
+            total = iterations + (search_iterations * len(starts) if len(starts) > 1 else 0)
+            bar = tqdm(total=total, desc="invert", dynamic_ncols=True, file=sys.stderr, mininterval=0.5)
         fork = [device] if device.type == "cuda" else []
         with torch.random.fork_rng(devices=fork):
             torch.manual_seed(int(torch.randint(0, 2**31 - 1, (1,), generator=gen, device=device)))
-            for i in range(iterations):
-                anneal = (iterations - i) / iterations
-                nf = torch.randn(avg_f.shape, device=device, generator=gen) * noise_std * anneal
-                npz = torch.randn(avg_p.shape, device=device, generator=gen) * noise_std * anneal
-                frame = _render(generator, avg_f + nf + f_off, avg_p + npz + p_off, opts, jitter=jitter)
-                loss = F.mse_loss(frame.float(), target)
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                sched.step()
-                losses.append(loss.item())
-                if bar is not None:
-                    bar.set_postfix(mse=f"{losses[-1]:.4f}", refresh=False)
-                    bar.update(1)
+            start = starts[0]
+            if len(starts) > 1:
+                trials = [(_fit(generator, target, base_f, base_p, opts, p0, y0, iterations=search_iterations,
+                                bar=bar, **kw)["best"]["mse"], (p0, y0)) for p0, y0 in starts]
+                start = min(trials)[1]
+            run = _fit(generator, target, base_f, base_p, opts, *start, iterations=iterations, bar=bar, **kw)
             if bar is not None:
                 bar.close()
-            freqs, phases = (avg_f + f_off).detach(), (avg_p + p_off).detach()
-            with torch.no_grad():
-                fit = _render(generator, freqs, phases, opts, jitter=False)
     finally:
         for p, f in zip(generator.parameters(), flags):
             p.requires_grad_(f)
         generator.train(was_training)
-    return {"frequencies": freqs, "phase_shifts": phases, "losses": losses, "fit": fit.detach(),
-            "avg_frequencies": avg_f, "avg_phase_shifts": avg_p, "options": opts}
+    best = run["best"]
+    return {"frequencies": best["frequencies"], "phase_shifts": best["phase_shifts"], "pitch": best["pitch"],
+            "yaw": best["yaw"], "fit": best["fit"], "mse": best["mse"], "best_iteration": best["iteration"],
+            "final": run["final"], "losses": run["losses"], "checks": run["checks"],
+            "avg_frequencies": avg_f, "avg_phase_shifts": avg_p, "options": opts, "start_pose": start}
 
 
 @torch.no_grad()
@@ -165,8 +233,22 @@ def write_outputs(generator, result: dict, target: torch.Tensor, out: Path, name
 
 def _save_latent(result, path):
     torch.save({"frequencies": result["frequencies"].cpu(), "phase_shifts": result["phase_shifts"].cpu(),
+                "pitch": result["pitch"], "yaw": result["yaw"], "mse": result["mse"],
+                "best_iteration": result["best_iteration"], "final": result["final"],
                 "losses": torch.tensor(result["losses"]), "options": result["options"].to_dict()}, path)
     return path
+
+
+def summary(res: dict) -> str:
+    """Best and final fit in one line (MSE and PSNR of clean renders; poses in degrees)."""
+    db = lambda mse: float("inf") if mse == 0 else 10 * math.log10(4 / mse)   # noqa: E731
+    fin = res["final"]
+    text = (f"best mse {res['mse']:.5f} (PSNR {db(res['mse']):.2f} dB) at iteration {res['best_iteration']}, "
+            f"final mse {fin['mse']:.5f} (PSNR {db(fin['mse']):.2f} dB)")
+    if res["options"] is not None and (res["pitch"], res["yaw"]) != (res["options"].pitch, res["options"].yaw):
+        text += (f"; pose pitch {math.degrees(res['pitch']):.1f} deg, yaw {math.degrees(res['yaw']):.1f} deg "
+                 f"(mean pose {math.degrees(res['options'].pitch):.1f}, {math.degrees(res['options'].yaw):.1f})")
+    return text
 
 
 def build_parser():
@@ -194,6 +276,11 @@ def build_parser():
     p.add_argument("--no-ema", action="store_true", help="use the raw generator weights, not the EMA")
     p.add_argument("--device", default="auto")
     p.add_argument("--backend", default="auto", choices=list(ops.BACKENDS))
+    p.add_argument("--fit-pose", action="store_true", help="optimise yaw and pitch with the latent")
+    p.add_argument("--pose-lr", type=float, default=5e-3, help="Adam step on yaw/pitch in radians")
+    p.add_argument("--pose-grid", default="3x1", help="YAWSxPITCHES start poses for --fit-pose, spaced "
+                   "+-1 training stddev around the mean pose; the best after --search-iterations wins")
+    p.add_argument("--search-iterations", type=int, default=30)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-progress", action="store_true")
     return p
@@ -210,11 +297,20 @@ def _main(argv) -> int:
     from .checkpoints import CheckpointError, load_checkpoint, load_generator
     from .training.config import load_curriculum, validate_curriculum
 
-    for name in ("iterations", "lr_step", "num_avg", "img_size", "views", "frames"):
+    for name in ("iterations", "lr_step", "num_avg", "img_size", "views", "frames", "search_iterations"):
         _positive("--" + name.replace("_", "-"), getattr(args, name))
     _positive("--num-steps", args.num_steps, minimum=2)
     if not args.lr > 0:
         raise UsageError(f"--lr must be positive, got {args.lr}")
+    try:
+        grid_yaws, grid_pitches = (int(v) for v in args.pose_grid.lower().split("x"))
+        if grid_yaws < 1 or grid_pitches < 1:
+            raise ValueError
+    except ValueError:
+        raise UsageError(f"--pose-grid must be YAWSxPITCHES with positive counts (e.g. 3x1), got "
+                         f"{args.pose_grid!r}") from None
+    if not args.pose_lr > 0:
+        raise UsageError(f"--pose-lr must be positive, got {args.pose_lr}")
     if not 0 < args.crop_fraction <= 1:
         raise UsageError(f"--crop-fraction must be in (0, 1], got {args.crop_fraction}")
     src = Path(args.images).expanduser()
@@ -255,11 +351,12 @@ def _main(argv) -> int:
             res = invert(generator, target, iterations=args.iterations, lr=args.lr,
                          weight_decay=args.weight_decay, lr_step=args.lr_step, lr_gamma=args.lr_gamma,
                          noise_std=args.noise, num_avg=args.num_avg, options=opts, seed=args.seed,
-                         progress=not args.no_progress)
+                         progress=not args.no_progress, fit_pose=args.fit_pose, pose_lr=args.pose_lr,
+                         start_poses=pose_grid(opts, grid_yaws, grid_pitches) if args.fit_pose else None,
+                         search_iterations=args.search_iterations)
             paths = write_outputs(generator, res, target, out, path.stem, views=args.views,
                                   frames=args.frames, yaw_range=args.yaw_range)
-            print(f"{path.name}: final mse {res['losses'][-1]:.5f}, PSNR {psnr(res['fit'][0].cpu(), target):.2f} dB; "
-                  f"wrote {', '.join(str(p) for p in paths.values())}", flush=True)
+            print(f"{path.name}: {summary(res)}; wrote {', '.join(str(p) for p in paths.values())}", flush=True)
     if failed == len(files):
         raise CommandError("none of the images could be read")
     return 0

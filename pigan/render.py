@@ -2,7 +2,9 @@
 
 Library functions (used by training for its sample grids, and by ``pigan render``) take a generator
 and a ``RenderOptions`` (``RenderOptions.from_curriculum(cur)``): ``render_images``, ``render_grid``,
-``render_multiview``, ``yaw_sweep``, ``render_video``, ``write_samples``. Latents are truncated toward
+``render_multiview``, ``yaw_sweep``, ``render_video``, ``render_interpolation``, ``write_samples``.
+Large images (or many samples per ray) are marched in chunks of rays, so memory stays bounded by
+``RENDER_SAMPLES`` samples whatever the resolution. Latents are truncated toward
 the average mapping output (psi), computed once per call under a fixed seed, so the same seed renders
 the same identities at every pose.
 """
@@ -19,10 +21,13 @@ from pigan.cli import UsageError, check_output_dir, run_command, writing
 from pigan.render_options import RenderOptions
 
 __all__ = ["RenderOptions", "latents", "render_images", "render_grid", "render_multiview", "yaw_sweep",
-           "render_video", "video_poses", "write_samples", "load_for_render", "main"]
+           "render_video", "render_interpolation", "video_poses", "write_samples", "load_for_render", "main"]
 
 # Points per siren call when rendering images to look at (bounds memory at large resolutions).
 RENDER_CHUNK = 65536
+# Coarse samples (rays x samples per ray) marched at once; an image with more is marched in chunks of
+# rays. Each chunk holds a few tensors of this many samples x 4 channels (x2 with fine samples).
+RENDER_SAMPLES = 1 << 20
 
 
 @torch.no_grad()
@@ -67,14 +72,44 @@ def render_images(generator, frequencies, phase_shifts, pitch, yaw, options=None
         with torch.random.fork_rng(devices=[dev] if dev.type == "cuda" else []):
             torch.manual_seed(seed)                   # importance-sampling uniforms: reproducible
             for i in _progress(range(n), progress, desc):
-                out = generator.render(
-                    frequencies=frequencies[i:i + 1], phase_shifts=phase_shifts[i:i + 1],
-                    pitch=pitch[i:i + 1].to(dev), yaw=yaw[i:i + 1].to(dev), options=o, jitter=False)
-                pixels.append(out["pixels"].float().cpu())
-                depths.append(out["depth"].float().cpu())
+                if o.img_size ** 2 * o.num_steps > RENDER_SAMPLES:
+                    px, d = _render_in_ray_chunks(generator, frequencies[i:i + 1], phase_shifts[i:i + 1],
+                                                  pitch[i:i + 1].to(dev), yaw[i:i + 1].to(dev), o)
+                else:
+                    out = generator.render(
+                        frequencies=frequencies[i:i + 1], phase_shifts=phase_shifts[i:i + 1],
+                        pitch=pitch[i:i + 1].to(dev), yaw=yaw[i:i + 1].to(dev), options=o, jitter=False)
+                    px, d = out["pixels"], out["depth"]
+                pixels.append(px.float().cpu())
+                depths.append(d.float().cpu())
     finally:
         generator.train(was_training)
     return torch.cat(pixels), torch.cat(depths)
+
+
+def _render_in_ray_chunks(generator, frequencies, phase_shifts, pitch, yaw, o: RenderOptions,
+                          max_samples: int | None = None):
+    """One image [1, 3, H, W] and depth [1, H, W] marched ``max_samples // num_steps`` rays at a time;
+    the rays are those of ``ops.get_initial_rays_trig`` (unjittered), built per chunk."""
+    from pigan.generators import cam2world_from_angles
+
+    dev = frequencies.device
+    size, steps = o.img_size, o.num_steps
+    _, _, dirs = ops.get_initial_rays_trig(1, 1, dev, o.fov, (size, size), o.ray_start, o.ray_end)  # [1, R, 3]
+    z_axis = torch.linspace(o.ray_start, o.ray_end, steps, device=dev).reshape(1, 1, steps, 1)
+    cam2world = cam2world_from_angles(pitch.reshape(1, 1), yaw.reshape(1, 1))
+    rays = dirs.shape[1]
+    chunk = max(1, (max_samples or RENDER_SAMPLES) // steps)
+    rgb = torch.empty(rays, 3, device=dev)
+    depth = torch.empty(rays, device=dev)
+    for head in range(0, rays, chunk):
+        d = dirs[:, head:head + chunk]                                        # [1, r, 3]
+        z = z_axis.expand(1, d.shape[1], steps, 1)                             # [1, r, S, 1]
+        c_rgb, c_depth, _ = generator.march(frequencies, phase_shifts, d.unsqueeze(2) * z, z, d, cam2world, o)
+        rgb[head:head + chunk] = c_rgb[0].float()
+        depth[head:head + chunk] = c_depth[0, :, 0].float()
+    pixels = rgb.reshape(1, size, size, 3).permute(0, 3, 1, 2) * 2 - 1
+    return pixels, depth.reshape(1, size, size)
 
 
 def render_grid(generator, num=16, seed=0, psi=0.7, options=None, **kw):
@@ -136,23 +171,67 @@ def video_poses(options=None, frames=48, mode="auto"):
 
 
 def render_video(generator, num=4, frames=48, mode="auto", seed=0, psi=0.7, options=None,
-                 progress=False, **kw):
-    """Frames (list of [3, H', W'] grids in [0, 1], one tile per identity) along the trajectory."""
+                 progress=False, depth=False, **kw):
+    """Frames (list of [3, H', W'] grids in [0, 1], one tile per identity) along the trajectory;
+    with ``depth``, (frames, depth frames) with depth mapped to colour over [ray_start, ray_end]."""
     o = options or RenderOptions()
     pitches, yaws = video_poses(o, frames, mode)
     f, p = latents(generator, num, seed, psi)
-    out = []
+    out, out_depth = [], []
+    nrow = int(math.ceil(math.sqrt(num)))
     for pi, ya in _progress(list(zip(pitches, yaws)), progress, "video"):
-        px, _ = render_images(generator, f, p, pi, ya, o, seed=seed, **kw)
-        out.append(imaging.make_grid(imaging.to_unit(px), nrow=int(math.ceil(math.sqrt(num)))))
-    return out
+        px, d = render_images(generator, f, p, pi, ya, o, seed=seed, **kw)
+        out.append(imaging.make_grid(imaging.to_unit(px), nrow=nrow))
+        if depth:
+            out_depth.append(imaging.make_grid(imaging.depth_to_rgb(d, o.ray_start, o.ray_end), nrow=nrow))
+    return (out, out_depth) if depth else out
+
+
+def render_interpolation(generator, seeds, frames_per_seed=24, psi=0.7, options=None, mode="auto",
+                         progress=False, **kw):
+    """Latent-interpolation video: the truncated frequencies and phase shifts blend linearly from each
+    seed's to the next one's (the last back to the first, so the video loops) while the camera moves
+    along ``video_poses``. Returns (frames [3, H, W] in [0, 1], depth frames)."""
+    seeds = [int(s) for s in seeds]
+    if len(seeds) < 2:
+        raise ValueError(f"interpolation needs at least 2 seeds, got {seeds}")
+    if frames_per_seed < 1:
+        raise ValueError(f"frames_per_seed must be positive, got {frames_per_seed}")
+    o = options or RenderOptions()
+    dev = next(generator.parameters()).device
+    z = torch.cat([torch.randn(1, generator.z_dim, generator=torch.Generator().manual_seed(s)) for s in seeds])
+    f, p = latents(generator, len(seeds), seeds[0], psi, z=z.to(dev))
+    total = frames_per_seed * len(seeds)
+    pitches, yaws = video_poses(o, total, mode)
+    frames, depths = [], []
+    for t in _progress(range(total), progress, "interpolation"):
+        k, a = divmod(t, frames_per_seed)
+        a /= frames_per_seed
+        j = (k + 1) % len(seeds)
+        fi, pi_ = torch.lerp(f[k:k + 1], f[j:j + 1], a), torch.lerp(p[k:k + 1], p[j:j + 1], a)
+        px, d = render_images(generator, fi, pi_, pitches[t], yaws[t], o, seed=seeds[0], **kw)
+        frames.append(imaging.to_unit(px[0]))
+        depths.append(imaging.depth_to_rgb(d, o.ray_start, o.ray_end)[0])
+    return frames, depths
+
+
+def _save_video(out_dir, stem, frames, paths, key):
+    with writing(out_dir / f"{stem}.gif"):
+        paths[key] = imaging.save_gif(frames, out_dir / f"{stem}.gif")
+    with writing(out_dir / f"{stem}.mp4"):
+        mp4 = imaging.save_mp4(frames, out_dir / f"{stem}.mp4")
+    if mp4 is not None:
+        paths[f"{key}_mp4"] = mp4
 
 
 def write_samples(generator, out_dir, num=16, seed=0, psi=0.7, options=None, identities=4, views=5,
-                  pitches=3, video_frames=0, video_mode="auto", progress=False, **kw):
+                  pitches=3, video_frames=0, video_mode="auto", progress=False, depth_video=False,
+                  interpolate=None, frames_per_seed=24, **kw):
     """Write samples.png, depth.png, multiview.png (identities x yaw sweep at the mean pitch),
-    multiview_id<k>.png (pitch x yaw grid per identity) and, when video_frames > 0, video.gif (and
-    video.mp4 when imageio-ffmpeg is installed). Returns {name: path}."""
+    multiview_id<k>.png (pitch x yaw grid per identity); when video_frames > 0, video.gif (and
+    video.mp4 when imageio-ffmpeg is installed), with ``depth_video`` also video_depth.gif; with
+    ``interpolate`` (a list of seeds) interpolation.gif and interpolation_depth.gif (and .mp4).
+    Returns {name: path}."""
     out_dir = check_output_dir(out_dir)
     o = options or RenderOptions()
     paths = {}
@@ -176,12 +255,20 @@ def write_samples(generator, out_dir, num=16, seed=0, psi=0.7, options=None, ide
             paths[f"multiview_id{k}"] = save(f"multiview_id{k}.png", imaging.save_grid, mv[k], nrow=views)
     if video_frames > 0:
         frames = render_video(generator, min(identities or 1, num), video_frames, video_mode, seed, psi,
-                              o, progress=progress, **kw)
+                              o, progress=progress, depth=depth_video, **kw)
+        if depth_video:
+            frames, depth_frames = frames
+            _save_video(out_dir, "video_depth", depth_frames, paths, "depth_gif")
         paths["gif"] = save("video.gif", imaging.save_gif, frames)
         with writing(out_dir / "video.mp4"):
             mp4 = imaging.save_mp4(frames, out_dir / "video.mp4")
         if mp4 is not None:
             paths["mp4"] = mp4
+    if interpolate:
+        frames, depth_frames = render_interpolation(generator, interpolate, frames_per_seed, psi, o,
+                                                    video_mode, progress=progress, **kw)
+        _save_video(out_dir, "interpolation", frames, paths, "interpolation")
+        _save_video(out_dir, "interpolation_depth", depth_frames, paths, "interpolation_depth")
     return paths
 
 
@@ -221,8 +308,22 @@ def _parse(argv):
     ap.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: cuda if available)")
     ap.add_argument("--no-ema", action="store_true", help="raw generator weights instead of the EMA")
     ap.add_argument("--max-batch-size", type=int, default=None, help="points per siren chunk")
+    ap.add_argument("--lock-view-dependence", action="store_true",
+                    help="colour from one fixed view direction (no view-dependent shading while the camera moves)")
+    ap.add_argument("--depth-video", action="store_true", help="also write video_depth.gif")
+    ap.add_argument("--interpolate", type=int, nargs="+", default=None, metavar="SEED",
+                    help="latent-interpolation video through these seeds (>= 2), camera moving")
+    ap.add_argument("--frames-per-seed", type=int, default=24, help="interpolation frames per seed")
+    ap.add_argument("--ray-step-multiplier", type=float, default=1.0,
+                    help="samples per ray x this (finer geometry; memory stays bounded by ray chunks)")
     ap.add_argument("--no-progress", action="store_true")
     args = ap.parse_args(argv)
+    if args.interpolate is not None and len(args.interpolate) < 2:
+        ap.error("--interpolate needs at least 2 seeds")
+    if args.frames_per_seed < 1:
+        ap.error(f"--frames-per-seed must be positive, got {args.frames_per_seed}")
+    if not args.ray_step_multiplier > 0:
+        ap.error(f"--ray-step-multiplier must be positive, got {args.ray_step_multiplier}")
     for name in ("num", "identities", "views", "pitches"):
         if getattr(args, name) < 0:
             ap.error(f"--{name} must be >= 0, got {getattr(args, name)}")
@@ -258,12 +359,15 @@ def _main(argv):
     check_output_dir(args.out)                     # before rendering anything
     options = options or RenderOptions.from_curriculum(config)
     options = RenderOptions.from_metadata(base=options, img_size=args.resolution, num_steps=args.steps,
-                                          max_batch_size=args.max_batch_size or options.max_batch_size)
+                                          max_batch_size=args.max_batch_size or options.max_batch_size,
+                                          lock_view_dependence=args.lock_view_dependence or None)
+    options = options.replace(num_steps=max(2, round(options.num_steps * args.ray_step_multiplier)))
     with ops.use_backend(args.backend):
         paths = write_samples(generator, args.out, num=args.num, seed=args.seed, psi=args.psi,
                               options=options, identities=args.identities, views=args.views,
                               pitches=args.pitches, video_frames=args.frames, video_mode=args.video,
-                              progress=not args.no_progress)
+                              progress=not args.no_progress, depth_video=args.depth_video,
+                              interpolate=args.interpolate, frames_per_seed=args.frames_per_seed)
     for name, p in paths.items():
         print(f"{name}: {p}")
     if args.frames and "mp4" not in paths:
