@@ -28,7 +28,7 @@ from pigan.cli import EXIT_CODES_HELP, UsageError, run_command
 from pigan.render_options import RenderOptions
 
 __all__ = ["PIGAN_PROTOCOL", "eval_options", "to_uint8", "real_features", "generated_features",
-           "evaluate", "format_table", "main"]
+           "evaluate", "metrics_from_features", "format_table", "main"]
 
 PIGAN_PROTOCOL = {"real_count": 8000, "fake_count": 2048, "size": 128, "psi": 1.0}
 _CACHE_VERSION = 1
@@ -207,15 +207,24 @@ def evaluate(generator, real, extractor, options: RenderOptions, *, real_count: 
                                               crop_fraction, _camera(options), cache, progress)
     fake_feats, fake_logits, _ = generated_features(generator, extractor, options, fake_count, size,
                                                     batch_size, psi, seed, rank, world_size, progress)
+    result = metrics_from_features(real_feats, fake_feats, fake_logits, kid_subsets, kid_subset_size,
+                                   is_splits, seed)
+    result.update({
+        "extractor": extractor.name, "real": real_info, "size": size, "psi": psi, "seed": seed,
+        "camera": {k: getattr(options, k) for k in ("h_stddev", "v_stddev", "h_mean", "v_mean", "sample_dist")},
+    })
+    return result
+
+
+def metrics_from_features(real_feats, fake_feats, fake_logits=None, kid_subsets: int = 100,
+                          kid_subset_size: int = 1000, is_splits: int = 10, seed: int = 0) -> dict:
+    """FID, KID (raw and x100, with stds) and, given logits, IS of feature sets [N, D] / [M, D]."""
     kid_mean, kid_std = metrics.kid_from_features(real_feats, fake_feats, kid_subsets, kid_subset_size, seed)
     result = {
         "fid": metrics.fid_from_features(real_feats, fake_feats),
         "kid": kid_mean, "kid_std": kid_std, "kid_x100": 100 * kid_mean, "kid_x100_std": 100 * kid_std,
-        "extractor": extractor.name, "real": real_info, "fake_count": int(fake_feats.shape[0]),
-        "size": size, "psi": psi, "seed": seed,
+        "fake_count": int(fake_feats.shape[0]), "kid_subsets": kid_subsets,
         "kid_subset_size": min(kid_subset_size, real_feats.shape[0], fake_feats.shape[0]),
-        "kid_subsets": kid_subsets,
-        "camera": {k: getattr(options, k) for k in ("h_stddev", "v_stddev", "h_mean", "v_mean", "sample_dist")},
     }
     if fake_logits is not None:
         splits = min(is_splits, fake_logits.shape[0])

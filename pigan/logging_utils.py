@@ -8,8 +8,8 @@ from pathlib import Path
 
 
 class ScalarLogger:
-    """Appends rows of scalars to ``<folder>/log.csv`` (header fixed by the first row written in this
-    file) and mirrors them to TensorBoard event files under ``<folder>/tb`` when tensorboard is
+    """Appends rows of scalars to ``<folder>/log.csv`` (header from the first row written, widened
+    when a row brings new names) and mirrors them to TensorBoard event files under ``<folder>/tb`` when tensorboard is
     importable. Resuming appends to the same CSV."""
 
     def __init__(self, folder, tensorboard: bool = True):
@@ -33,6 +33,16 @@ class ScalarLogger:
             self.fields = list(row)
             with open(self.path, "w", newline="") as f:
                 csv.writer(f).writerow(self.fields)
+        elif any(k not in self.fields for k in row):
+            # A new column (e.g. evaluation metrics logged every k steps): rewrite with a wider header.
+            rows = read_csv(self.path)
+            self.fields += [k for k in row if k not in self.fields]
+            tmp = self.path.with_suffix(".csv.tmp")
+            with open(tmp, "w", newline="") as f:
+                w = csv.DictWriter(f, fieldnames=self.fields)
+                w.writeheader()
+                w.writerows(rows)
+            os.replace(tmp, self.path)
         with open(self.path, "a", newline="") as f:
             csv.writer(f).writerow([row.get(k, "") for k in self.fields])
         if self.tb is not None:

@@ -235,6 +235,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--tensorboard", action=argparse.BooleanOptionalAction, default=True,
                    help="also write TensorBoard event files when tensorboard is installed")
+    from .evaluation import add_arguments
+    add_arguments(p)
     return p
 
 
@@ -290,6 +292,8 @@ def resolve_config(argv=None):
         _positive("--num-workers", args.num_workers, allow_zero=True)
     if args.threads is not None:
         _positive("--threads", args.threads)
+    from . import evaluation
+    evaluation.resolve(args, cur)
     if args.data is None:
         args.data = cur.get("dataset_path") if cur.get("dataset", "").lower() not in PROCEDURAL_NAMES else None
         args.data = args.data or "procedural"

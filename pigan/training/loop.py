@@ -34,6 +34,25 @@ class _LastCheckpoint:
         return f"the last good checkpoint is {self.path} (step {self.step})"
 
 
+def _evaluate(trainer: Trainer, logger, step: int, last: _LastCheckpoint):
+    """FID / KID x100 / IS of the EMA generator (every rank renders; rank 0 logs and plots)."""
+    from .evaluation import TrainingEvaluator, scalars
+
+    if trainer.evaluator is None:
+        trainer.evaluator = TrainingEvaluator(trainer.args, trainer.cur, trainer.device, trainer.rank,
+                                              trainer.world)
+    result = trainer.evaluator(trainer.ema.module, step, seed=trainer.args.seed)
+    if result is None or logger is None:
+        return
+    values = scalars(result)
+    with writing(logger.path, note=last.note(), remove_partial=False):
+        logger.log(step, **values)
+    with writing(trainer.out / "metrics.png", note=last.note()):
+        trainer.evaluator.plot(trainer.out / "metrics.png")
+    print(f"step {step}: " + ", ".join(f"{k} {v:.3f}" for k, v in values.items())
+          + f" ({trainer.evaluator.extractor.name})", file=sys.stderr, flush=True)
+
+
 def fit(trainer: Trainer, stop: StopFlag | None = None) -> str:
     """Train until max_steps, max_time or a stop signal; save a final checkpoint. Returns why it
     stopped: "max_steps", "max_time" or "signal"."""
@@ -85,6 +104,8 @@ def fit(trainer: Trainer, stop: StopFlag | None = None) -> str:
                 bar.update(1)
             if args.sample_every and step % args.sample_every == 0:
                 trainer.write_samples(f"{step:07d}.png", note=last.note())
+            if args.eval_every and step % args.eval_every == 0:
+                _evaluate(trainer, logger, step, last)
             if args.ckpt_every and step % args.ckpt_every == 0 and nonfinite == 0:
                 if trainer.save(note=last.note()) is not None:
                     last = _LastCheckpoint(trainer.checkpoint_path(), step)

@@ -102,6 +102,7 @@ class Trainer:
         self.resume_rng = self.resume_data_key = None
         if resume_state is not None:
             self.load_state(resume_state)
+        self.evaluator = None            # built at the first --eval-every step (see loop._evaluate)
         self.data = StageData(cur, args.data, args.seed, args.num_images, args.num_workers, self.rank,
                               self.world, self.device)
 
