@@ -350,8 +350,10 @@ def _main(argv):
         raise UsageError(f"backend {args.backend!r} cannot run on {device}: {why}")
     options = None
     if args.curriculum:
-        from pigan.training.config import load_curriculum
-        options = RenderOptions.from_curriculum(load_curriculum(args.curriculum))
+        from pigan.training.config import load_curriculum, validate_curriculum
+        cur = load_curriculum(args.curriculum)
+        validate_curriculum(cur)
+        options = RenderOptions.from_curriculum(cur)
     try:
         generator, config = load_for_render(args.checkpoint, device, use_ema=not args.no_ema)
     except CheckpointError as exc:
