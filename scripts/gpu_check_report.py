@@ -155,7 +155,11 @@ def to_markdown(s: dict) -> str:
         lines.append("")
     lines += ["| phase | status | seconds | budget s |", "|---|---|---|---|"]
     lines += [f"| {p['phase']} | {p['status']} | {p['seconds']} | {p['budget_s']} |" for p in s["phases"]]
-    lines += ["", f"({BUDGET_NOTE})", "", f"Build: {json.dumps(s['build_info']) if s['build_info'] else 'no build info'}",
+    lines += ["", f"({BUDGET_NOTE})", ""]
+    if not s["dry_run"] and s["build_info"] and not s["build_info"].get("cuda"):
+        lines += ["**pigan._C was built without its CUDA kernels** (see build.log): every native CUDA "
+                  "result below is missing or comes from a fallback.", ""]
+    lines += [f"Build: {json.dumps(s['build_info']) if s['build_info'] else 'no build info'}",
               f"Build tests: {_tests_line(s['build_tests'])}", f"GPU tests (pytest -m gpu): {_tests_line(s['gpu_tests'])}"]
     failed = (s["gpu_tests"] or {}).get("failed_ids", []) + (s["build_tests"] or {}).get("failed_ids", [])
     if failed:

@@ -103,3 +103,56 @@ def test_fails_loudly_without_a_gpu(tmp_path):
 def test_usage_error(tmp_path):
     proc = subprocess.run(["bash", str(SCRIPT)], capture_output=True, text=True, timeout=30)
     assert proc.returncode == 2 and "usage" in proc.stderr
+
+
+def _scripts():
+    sys.path.insert(0, str(ROOT / "scripts"))
+    try:
+        import bench_summary
+        import gpu_check_report
+    finally:
+        sys.path.pop(0)
+    return bench_summary, gpu_check_report
+
+
+def _record(name, group, kind, median_s, ours=False, **extra):
+    return {"name": name, "group": group, "extra_info": {"kind": kind, "ours": ours, "device": "cuda", **extra},
+            "stats": {"min": median_s * 0.9, "max": median_s * 1.2, "mean": median_s, "median": median_s,
+                      "stddev": 0.0, "rounds": 5}}
+
+
+def test_summary_ratios_and_bandwidth_floor(tmp_path):
+    bench_summary, _ = _scripts()
+    recs = [_record("a", "film", "addmm", 0.004), _record("b", "film", "auto", 0.005, ours=True, peak_bytes=2 ** 30),
+            _record("c", "film", "reference", 0.020), _record("d", "film", "triton", 0.0045, ours=True),
+            _record("e", "comp", "native", 0.002, ours=True, min_bytes=10 ** 9),
+            _record("f", "comp", "reference", 0.010), _record("g", "copy", "copy", 0.001, bytes_moved=2 * 10 ** 9)]
+    path = tmp_path / "b.jsonl"
+    path.write_text("\n".join(json.dumps(r) for r in recs[:4]) + "\n")
+    (tmp_path / "b.json").write_text(json.dumps({"benchmarks": recs[4:]}))
+    rows = {r["group"]: r for r in bench_summary.summarize(
+        bench_summary.load_records([str(path), str(tmp_path / "b.json")]))}
+    film = rows["film"]
+    assert film["ours"] == "auto"                       # auto is the unit even when triton is faster
+    assert film["entries"]["reference"]["over_ours"] == pytest.approx(4.0)
+    assert film["entries"]["addmm"]["over_ours"] == pytest.approx(0.8)
+    assert film["entries"]["auto"]["peak_mib"] == pytest.approx(1024)
+    floor = rows["comp"]["bandwidth_floor"]               # 1 GB at 2 TB/s: 0.5 ms, ours 2 ms
+    assert floor["copy_gb_s"] == pytest.approx(2000) and floor["floor_ms"] == pytest.approx(0.5)
+    assert floor["over_ours"] == pytest.approx(0.25)
+    md = bench_summary.to_markdown(list(rows.values()))
+    assert "**auto** (ours)" in md and "bandwidth floor" in md
+
+
+def test_report_counts_a_test_run_cut_short(tmp_path):
+    _, report = _scripts()
+    (tmp_path / "tests.log").write_text(
+        "tests/test_a.py::test_x[cuda] PASSED   [  1%]\ntests/test_a.py::test_y[cuda] FAILED   [  2%]\n"
+        "tests/test_b.py::test_z[cuda-7] SKIPPED (why)   [  3%]\nsome other line\n")
+    (tmp_path / "phases.tsv").write_text("preflight\t0\t3\t25\ntests\t124\t90\t90\n")
+    s = report.summarize(str(tmp_path))
+    assert s["gpu_tests"]["passed"] == 1 and s["gpu_tests"]["failures"] == 1 and s["gpu_tests"]["skipped"] == 1
+    assert s["gpu_tests"]["failed_ids"] == ["tests/test_a.py::test_y[cuda]"]
+    assert [p["status"] for p in s["phases"]] == ["ok", "out of time"] and not s["all_phases_ok"]
+    md = report.to_markdown(s)
+    assert "cut short" in md and "No benchmark finished." in md
