@@ -18,7 +18,8 @@ Differences from pi-GAN's script, on purpose:
 
 Modules: ``config`` (arguments, curriculum loading and validation), ``loss``, ``step`` (the shared
 accumulate-clip-step), ``state`` (RNG, EMA, checkpoint reading), ``data`` (batch streaming),
-``distributed``, ``trainer`` (models, optimisers, one training step), ``loop`` (the fit loop, main).
+``distributed``, ``trainer`` (models, optimisers, one training step), ``evaluation`` (FID / KID / IS
+every ``--eval-every`` steps), ``loop`` (the fit loop, main).
 """
 from .config import CHECKPOINT_NAME, apply_overrides, build_parser, load_curriculum, resolve_config, validate_curriculum
 from .data import BatchStream, StageData
