@@ -37,12 +37,7 @@ class ScalarLogger:
             # A new column (e.g. evaluation metrics logged every k steps): rewrite with a wider header.
             rows = read_csv(self.path)
             self.fields += [k for k in row if k not in self.fields]
-            tmp = self.path.with_suffix(".csv.tmp")
-            with open(tmp, "w", newline="") as f:
-                w = csv.DictWriter(f, fieldnames=self.fields)
-                w.writeheader()
-                w.writerows(rows)
-            os.replace(tmp, self.path)
+            self._rewrite(rows)
         with open(self.path, "a", newline="") as f:
             csv.writer(f).writerow([row.get(k, "") for k in self.fields])
         if self.tb is not None:
@@ -57,11 +52,15 @@ class ScalarLogger:
         keep = [r for r in rows if int(float(r["step"])) <= step]
         if len(keep) == len(rows):
             return
+        self._rewrite(keep)
+
+    def _rewrite(self, rows):
+        """Replace the CSV with ``rows`` under the current header, atomically."""
         tmp = self.path.with_suffix(".csv.tmp")
         with open(tmp, "w", newline="") as f:
             w = csv.DictWriter(f, fieldnames=self.fields)
             w.writeheader()
-            w.writerows(keep)
+            w.writerows(rows)
         os.replace(tmp, self.path)
 
     def close(self):

@@ -308,6 +308,12 @@ def test_scalar_log_and_loss_plot_always_png(tmp_path, monkeypatch):
     log.close()
     rows = lu.read_csv(tmp_path / "log.csv")
     assert [int(r["step"]) for r in rows] == [1, 2, 3, 4] and float(rows[-1]["g_loss"]) == 2.0
+    log = lu.ScalarLogger(tmp_path, tensorboard=False)
+    log.log(5, d_loss=0.4, g_loss=2.5, fid=30.0)             # a new column widens the header
+    log.close()
+    rows = lu.read_csv(tmp_path / "log.csv")
+    assert [int(r["step"]) for r in rows] == [1, 2, 3, 4, 5] and rows[0]["fid"] == "" and rows[4]["fid"] == "30.0"
+    assert not (tmp_path / "log.csv.tmp").exists()
     # without matplotlib the plot is drawn with Pillow
     import builtins
     real_import = builtins.__import__
