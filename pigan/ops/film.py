@@ -1,4 +1,4 @@
-"""FiLM-modulated sine layer: y = sin(freq * (x W^T + b) + phase) (PIGAN.md section 1).
+"""FiLM-modulated sine layer: y = sin(freq * (x W^T + b) + phase) (docs/MODEL.md section 2).
 
 ``film_siren`` dispatches to the fastest backend; ``_film_siren`` is the pure-PyTorch reference twin.
 ``x`` may be one tensor [B, N, K] or a tuple of tensors [B, N, K_i] that stand for their concatenation
