@@ -22,16 +22,17 @@
 
 #include <cmath>
 
+#include "common.h"
+#include "render_checks.h"
+
 namespace {
+
+using pigan::check_dim;
+using pigan::check_dtype;
+using pigan::check_float;
 
 constexpr int64_t kChunk = 256;        // rows of one sample per backward task (one partial-sum row)
 constexpr float kMaxFastArg = 8192.f;  // beyond this the 3-part pi/2 reduction loses bits: use libm
-
-#if defined(__GNUC__) && !defined(__clang__) && (defined(__x86_64__) || defined(__i386__))
-#define PIGAN_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
-#else
-#define PIGAN_CLONES
-#endif
 
 // sin(r + q * pi/2) for the quadrant q of x, via Cody-Waite reduction and Cephes' minimax polynomials
 // on [-pi/4, pi/4] (about 1 ulp there). `shift` = 0 gives sin, 1 gives cos.
@@ -57,23 +58,23 @@ inline float quadrant_sin(float x, int shift) {
 // Float rows use the polynomial sine unless some |a| of the row exceeds kMaxFastArg (never in
 // practice): then libm does the row. The test is an OR-reduction (not a max) so that it vectorises
 // without fast-math.
-PIGAN_CLONES bool arg_too_large(const float* __restrict z, const float* __restrict b, const float* __restrict f,
+PIGAN_TARGET_CLONES bool arg_too_large(const float* __restrict z, const float* __restrict b, const float* __restrict f,
                                 const float* __restrict p, int64_t H) {
   int bad = 0;
   for (int64_t h = 0; h < H; ++h) bad |= std::fabs(f[h] * (z[h] + b[h]) + p[h]) > kMaxFastArg;
   return bad != 0;
 }
 
-PIGAN_CLONES void sine_row_fast(float* y, const float* z, const float* __restrict b, const float* __restrict f,
+PIGAN_TARGET_CLONES void sine_row_fast(float* y, const float* z, const float* __restrict b, const float* __restrict f,
                                 const float* __restrict p, int64_t H) {
   for (int64_t h = 0; h < H; ++h) y[h] = quadrant_sin(f[h] * (z[h] + b[h]) + p[h], 0);
 }
 
-PIGAN_CLONES void add_row(float* __restrict z, const float* __restrict b, int64_t H) {
+PIGAN_TARGET_CLONES void add_row(float* __restrict z, const float* __restrict b, int64_t H) {
   for (int64_t h = 0; h < H; ++h) z[h] += b[h];
 }
 
-PIGAN_CLONES void bwd_row_fast(float* dz, const float* z, const float* dy, const float* __restrict b,
+PIGAN_TARGET_CLONES void bwd_row_fast(float* dz, const float* z, const float* dy, const float* __restrict b,
                                const float* __restrict f, const float* __restrict p, float* __restrict sgz,
                                float* __restrict sg, int64_t H) {
   for (int64_t h = 0; h < H; ++h) {
@@ -121,28 +122,47 @@ void bwd_row(double* dz, const double* z, const double* dy, const double* b, con
   bwd_row_libm(dz, z, dy, b, f, p, sgz, sg, H);
 }
 
-void check_args(const at::Tensor& z, const at::Tensor& freq, const at::Tensor& phase, const char* op) {
-  TORCH_CHECK(z.device().is_cpu() && freq.device().is_cpu() && phase.device().is_cpu(), op,
-              ": expects CPU tensors");
-  TORCH_CHECK(z.dim() == 3 && z.is_contiguous(), op, ": z must be a contiguous [B, N, H] tensor, got ",
-              z.sizes());
-  const auto B = z.size(0), H = z.size(2);
-  TORCH_CHECK(freq.dim() == 2 && freq.size(0) == B && freq.size(1) == H, op, ": freq must be [", B,
-              ", ", H, "], got ", freq.sizes());
-  TORCH_CHECK(phase.dim() == 2 && phase.size(0) == B && phase.size(1) == H, op, ": phase must be [",
-              B, ", ", H, "], got ", phase.sizes());
+void check_cpu(const at::Tensor& t, const char* op, const char* name) {
+  TORCH_CHECK_VALUE(t.device().is_cpu(), op, ": ", name, " must be a CPU tensor, got one on ", t.device());
 }
 
-void check_acc_dtype(const at::Tensor& t, const char* op, const char* name) {
-  TORCH_CHECK(t.scalar_type() == at::kFloat || t.scalar_type() == at::kDouble, op, ": ", name,
-              " must be float32 or float64 (widen half/bfloat16 first), got ", t.scalar_type());
+// freq and phase [B, H] of any floating dtype (read in z's accumulation dtype), on the CPU.
+void check_film_params(const at::Tensor& freq, const at::Tensor& phase, int64_t B, int64_t H, const char* op) {
+  for (const auto& [t, name] : {std::pair<const at::Tensor&, const char*>{freq, "freq"}, {phase, "phase"}}) {
+    check_float(t, name);
+    check_cpu(t, op, name);
+    TORCH_CHECK_VALUE(t.dim() == 2 && t.size(0) == B && t.size(1) == H, op, ": ", name, " must have shape [",
+                      B, ", ", H, "], got ", t.sizes());
+  }
+}
+
+// A [B, N, H] per-point tensor of the epilogue ops: contiguous float32 or float64 on the CPU.
+void check_rows(const at::Tensor& z, const char* op, const char* name) {
+  TORCH_CHECK_TYPE(z.scalar_type() == at::kFloat || z.scalar_type() == at::kDouble, op, ": ", name,
+                   " must be float32 or float64 (widen half/bfloat16 first), got ", z.scalar_type());
+  check_cpu(z, op, name);
+  check_dim(z, 3, name);
+  TORCH_CHECK_VALUE(z.is_contiguous(), op, ": ", name, " must be contiguous, got strides ", z.strides());
+}
+
+// A second [B, N, H] tensor beside z: same shape; same dtype and contiguous when it is written.
+void check_like(const at::Tensor& t, const at::Tensor& z, const char* op, const char* name, bool written) {
+  check_float(t, name);
+  check_cpu(t, op, name);
+  TORCH_CHECK_VALUE(t.sizes() == z.sizes(), op, ": ", name, " must have shape ", z.sizes(), ", got ", t.sizes());
+  if (written) {
+    check_dtype(t, z, name);
+    TORCH_CHECK_VALUE(t.is_contiguous(), op, ": ", name, " must be contiguous, got strides ", t.strides());
+  }
 }
 
 // The bias row as a contiguous [H] tensor of dtype dt (zeros without a bias).
 at::Tensor bias_row(const std::optional<at::Tensor>& bias, int64_t H, at::ScalarType dt, const char* op) {
   if (!bias.has_value() || !bias->defined()) return at::zeros({H}, at::TensorOptions().dtype(dt));
-  TORCH_CHECK(bias->device().is_cpu() && bias->dim() == 1 && bias->size(0) == H, op, ": bias must be a CPU [",
-              H, "] tensor, got ", bias->sizes());
+  check_float(*bias, "bias");
+  check_cpu(*bias, op, "bias");
+  TORCH_CHECK_VALUE(bias->dim() == 1 && bias->size(0) == H, op, ": bias must have shape [", H, "], got ",
+                    bias->sizes());
   return bias->to(dt).contiguous();
 }
 
@@ -210,20 +230,26 @@ void forward_blocked(const at::Tensor& x_in, const at::Tensor& weight, const std
   });
 }
 
+// x [B, N, K], weight [H, K], bias [H] or None: one floating dtype, CPU; freq/phase [B, H].
 void check_forward_args(const at::Tensor& x, const at::Tensor& weight, const std::optional<at::Tensor>& bias,
-                        const char* op) {
-  TORCH_CHECK(x.dim() == 3 && weight.dim() == 2 && x.size(2) == weight.size(1), op,
-              ": x must be [B, N, K] and weight [H, K], got ", x.sizes(), " and ", weight.sizes());
-  const bool has_bias = bias.has_value() && bias->defined();
-  TORCH_CHECK(x.scalar_type() == weight.scalar_type() && (!has_bias || bias->scalar_type() == weight.scalar_type()),
-              op, ": x, weight and bias must share one dtype");
+                        const at::Tensor& freq, const at::Tensor& phase, const char* op) {
+  check_float(x, "x");
+  check_float(weight, "weight");
+  check_dim(x, 3, "x");
+  check_dim(weight, 2, "weight");
+  check_cpu(x, op, "x");
+  check_cpu(weight, op, "weight");
+  check_dtype(weight, x, "weight");
+  TORCH_CHECK_VALUE(weight.size(1) == x.size(2), op, ": weight must have shape [H, ", x.size(2),
+                    "] (K = the last dim of x), got ", weight.sizes());
+  if (bias.has_value() && bias->defined()) check_dtype(*bias, x, "bias");   // shape: bias_row
+  check_film_params(freq, phase, x.size(0), weight.size(0), op);
 }
 
 at::Tensor film_forward(const at::Tensor& x, const at::Tensor& weight, const std::optional<at::Tensor>& bias,
                         const at::Tensor& freq, const at::Tensor& phase) {
-  check_forward_args(x, weight, bias, "film_forward");
+  check_forward_args(x, weight, bias, freq, phase, "film_forward");
   auto y = at::empty({x.size(0), x.size(1), weight.size(0)}, x.options().memory_format(at::MemoryFormat::Contiguous));
-  check_args(y, freq, phase, "film_forward");
   forward_blocked(x, weight, bias, freq, phase, y, at::Tensor());
   return y;
 }
@@ -232,10 +258,10 @@ at::Tensor film_forward(const at::Tensor& x, const at::Tensor& weight, const std
 std::tuple<at::Tensor, at::Tensor> film_forward_pre(const at::Tensor& x, const at::Tensor& weight,
                                                     const std::optional<at::Tensor>& bias, const at::Tensor& freq,
                                                     const at::Tensor& phase) {
-  check_forward_args(x, weight, bias, "film_forward_pre");
-  check_acc_dtype(x, "film_forward_pre", "x");
+  check_forward_args(x, weight, bias, freq, phase, "film_forward_pre");
+  TORCH_CHECK_TYPE(x.scalar_type() == at::kFloat || x.scalar_type() == at::kDouble,
+                   "film_forward_pre: x must be float32 or float64, got ", x.scalar_type());
   auto y = at::empty({x.size(0), x.size(1), weight.size(0)}, x.options().memory_format(at::MemoryFormat::Contiguous));
-  check_args(y, freq, phase, "film_forward_pre");
   auto pre = at::empty_like(y);
   forward_blocked(x, weight, bias, freq, phase, y, pre);
   return {y, pre};
@@ -244,10 +270,9 @@ std::tuple<at::Tensor, at::Tensor> film_forward_pre(const at::Tensor& x, const a
 // out = sin(freq * pre + phase): a stack's backward rebuilds a layer's input from the previous layer's
 // saved pre-activation with this (one elementwise pass instead of a GEMM).
 void film_sine_out(at::Tensor out, const at::Tensor& pre, const at::Tensor& freq_in, const at::Tensor& phase_in) {
-  check_args(pre, freq_in, phase_in, "film_sine_out");
-  check_acc_dtype(pre, "film_sine_out", "pre");
-  TORCH_CHECK(out.sizes() == pre.sizes() && out.is_contiguous() && out.scalar_type() == pre.scalar_type(),
-              "film_sine_out: out must be a contiguous ", pre.sizes(), " tensor of pre's dtype, got ", out.sizes());
+  check_rows(pre, "film_sine_out", "pre");
+  check_like(out, pre, "film_sine_out", "out", true);
+  check_film_params(freq_in, phase_in, pre.size(0), pre.size(2), "film_sine_out");
   const int64_t B = pre.size(0), N = pre.size(1), H = pre.size(2), M = B * N;
   if (pre.numel() == 0) return;
   const auto freq = freq_in.to(pre.scalar_type()).contiguous(), phase = phase_in.to(pre.scalar_type()).contiguous();
@@ -294,10 +319,9 @@ std::tuple<at::Tensor, at::Tensor> bwd_pass(const at::Tensor& dz, const at::Tens
 std::tuple<at::Tensor, at::Tensor> film_bwd_epilogue_(at::Tensor z, const at::Tensor& dy_in,
                                                       const at::Tensor& freq_in, const at::Tensor& phase_in,
                                                       const std::optional<at::Tensor>& bias_in) {
-  check_args(z, freq_in, phase_in, "film_bwd_epilogue_");
-  check_acc_dtype(z, "film_bwd_epilogue_", "z");
-  TORCH_CHECK(dy_in.sizes() == z.sizes(), "film_bwd_epilogue_: dy must have the shape of z ", z.sizes(),
-              ", got ", dy_in.sizes());
+  check_rows(z, "film_bwd_epilogue_", "z");
+  check_like(dy_in, z, "film_bwd_epilogue_", "dy", false);
+  check_film_params(freq_in, phase_in, z.size(0), z.size(2), "film_bwd_epilogue_");
   const auto dt = z.scalar_type();
   const auto dy = dy_in.to(dt).contiguous();
   const auto freq = freq_in.to(dt).contiguous(), phase = phase_in.to(dt).contiguous();
@@ -309,11 +333,9 @@ std::tuple<at::Tensor, at::Tensor> film_bwd_epilogue_(at::Tensor z, const at::Te
 // Layer backward from a saved pre-activation (bias included): dy <- dz in place, pre untouched.
 std::tuple<at::Tensor, at::Tensor> film_bwd_pre_(at::Tensor dy, const at::Tensor& pre, const at::Tensor& freq_in,
                                                  const at::Tensor& phase_in) {
-  check_args(pre, freq_in, phase_in, "film_bwd_pre_");
-  check_acc_dtype(pre, "film_bwd_pre_", "pre");
-  TORCH_CHECK(dy.sizes() == pre.sizes() && dy.is_contiguous() && dy.scalar_type() == pre.scalar_type(),
-              "film_bwd_pre_: dy must be a contiguous ", pre.sizes(), " tensor of pre's dtype, got ", dy.sizes(),
-              " ", dy.scalar_type());
+  check_rows(pre, "film_bwd_pre_", "pre");
+  check_like(dy, pre, "film_bwd_pre_", "dy", true);
+  check_film_params(freq_in, phase_in, pre.size(0), pre.size(2), "film_bwd_pre_");
   const auto dt = pre.scalar_type();
   const auto freq = freq_in.to(dt).contiguous(), phase = phase_in.to(dt).contiguous();
   const auto zero = at::zeros({pre.size(2)}, pre.options());

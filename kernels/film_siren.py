@@ -21,6 +21,8 @@ import torch
 import triton
 import triton.language as tl
 
+from pigan.ops.film import cuda_fp32_matmul_precision
+
 try:  # accurate __nv_sinf/__nv_cosf on GPU; the interpreter has no libdevice and uses numpy's sin
     from triton.language.extra import libdevice as _libdevice
 except Exception:  # pragma: no cover - older triton layouts
@@ -65,8 +67,50 @@ def _small_config(n, k, h):
             "num_warps": 4, "num_stages": 3}
 
 
+def smem_bytes(block_m, block_n, block_k, num_stages, elem_bytes):
+    """Shared memory of one program: the pipelined x and W^T tiles, one buffer per stage. The offline
+    sm_90 compiles of tests/test_triton_compile.py check this estimate against Triton's own count."""
+    return num_stages * (block_m * block_k + block_k * block_n) * elem_bytes
+
+
+def _config_smem(cfg, elem_bytes):
+    kw = cfg.kwargs if isinstance(cfg, triton.Config) else cfg
+    stages = cfg.num_stages if isinstance(cfg, triton.Config) else cfg["num_stages"]
+    return smem_bytes(kw["BLOCK_M"], kw["BLOCK_N"], kw["BLOCK_K"], stages, elem_bytes)
+
+
+_SMEM_LIMITS = {}
+
+
+def smem_limit(device) -> int:
+    """Shared memory one program may use on ``device`` (opt-in maximum per block): 227 KB on sm_90."""
+    device = torch.device(device)
+    idx = device.index if device.index is not None else torch.cuda.current_device()
+    if idx not in _SMEM_LIMITS:
+        props = torch.cuda.get_device_properties(idx)
+        limit = getattr(props, "shared_memory_per_block_optin", 0)
+        if not limit:
+            limit = triton.runtime.driver.active.utils.get_device_properties(idx)["max_shared_mem"]
+        _SMEM_LIMITS[idx] = int(limit)
+    return _SMEM_LIMITS[idx]
+
+
+def prune_by_smem(configs, elem_bytes, limit):
+    """The configs whose shared memory fits ``limit`` bytes (a config that does not fit fails to launch
+    after compiling). Raises when none fits."""
+    kept = [c for c in configs if _config_smem(c, elem_bytes) <= limit]
+    if not kept:
+        raise RuntimeError(f"film_siren: no Triton tile configuration fits {limit} bytes of shared memory "
+                           f"at {elem_bytes}-byte operands; use pigan.ops.use_backend(\"native\")")
+    return kept
+
+
 def _prune(configs, named_args, **kwargs):
-    """Drop tiles far larger than the problem (small N, narrow H, K = 3), keeping at least one."""
+    """Drop configurations whose shared memory exceeds the device's, then tiles far larger than the
+    problem (small N, narrow H, K = 3), keeping at least one."""
+    x = named_args["x_ptr"]
+    if x.device.type == "cuda":
+        configs = prune_by_smem(configs, x.element_size(), smem_limit(x.device))
     n, h, k = named_args["N"], named_args["H"], named_args["K"]
     chunk = kwargs.get("CHUNK", named_args.get("CHUNK"))
     cap_m = max(16, triton.next_power_of_2(n))
@@ -82,6 +126,11 @@ def _prune(configs, named_args, **kwargs):
     return kept
 
 
+# K_TILES: BLOCK_K steps over K (the GEMM loop's trip count, a compile-time constant).
+_HEURISTICS = {"EVEN_K": lambda a: a["K"] % a["BLOCK_K"] == 0,
+               "K_TILES": lambda a: triton.cdiv(a["K"], a["BLOCK_K"])}
+
+
 def _n_bucket(n: int) -> int:
     # Autotune key: configurations are re-chosen per power-of-two bucket of N, not per exact N.
     return triton.next_power_of_2(max(int(n), 1))
@@ -89,7 +138,7 @@ def _n_bucket(n: int) -> int:
 
 @triton.jit
 def _zacc_tile(x_ptr, w_ptr, b, offs_m, offs_h, N, K, H, sxb, sxn, sxk, swh, swk,
-               EVEN_K: tl.constexpr, DOT_PRECISION: tl.constexpr,
+               EVEN_K: tl.constexpr, K_TILES: tl.constexpr, DOT_PRECISION: tl.constexpr,
                BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr):
     """fp32 [BLOCK_M, BLOCK_N] tile of x[b] W^T (no bias)."""
     offs_k = tl.arange(0, BLOCK_K)
@@ -104,7 +153,9 @@ def _zacc_tile(x_ptr, w_ptr, b, offs_m, offs_h, N, K, H, sxb, sxn, sxk, swh, swk
     x_step = tl.cast(sxk, tl.int64) * BLOCK_K       # tl.cast: a stride of 1 arrives as a constexpr
     w_step = swk * BLOCK_K
     acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
-    for k0 in range(0, tl.cdiv(K, BLOCK_K)):
+    # A constexpr trip count: triton 3.6's interpreter cannot take a loop bound computed from a
+    # runtime argument (it converts a 1-element array to int, which numpy >= 2.4 refuses).
+    for k0 in range(0, K_TILES):
         if EVEN_K:
             a = tl.load(x_ptrs, mask=m_ok[:, None], other=0.0)
             w = tl.load(w_ptrs, mask=h_ok[None, :], other=0.0)
@@ -121,11 +172,11 @@ def _zacc_tile(x_ptr, w_ptr, b, offs_m, offs_h, N, K, H, sxb, sxn, sxk, swh, swk
 @triton.jit
 def _film_tile(x_ptr, w_ptr, bias_ptr, freq_ptr, phase_ptr, b, offs_m, offs_h, h_ok, N, K, H,
                sxb, sxn, sxk, swh, swk, sfb, sfh, spb, sph, HAS_BIAS: tl.constexpr,
-               EVEN_K: tl.constexpr, DOT_PRECISION: tl.constexpr, BLOCK_M: tl.constexpr,
-               BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr):
+               EVEN_K: tl.constexpr, K_TILES: tl.constexpr, DOT_PRECISION: tl.constexpr,
+               BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr):
     """z = x W^T + bias for one [BLOCK_M, BLOCK_N] tile of sample b (fp32), and its FiLM rows."""
     z = _zacc_tile(x_ptr, w_ptr, b, offs_m, offs_h, N, K, H, sxb, sxn, sxk, swh, swk,
-                   EVEN_K, DOT_PRECISION, BLOCK_M, BLOCK_N, BLOCK_K)
+                   EVEN_K, K_TILES, DOT_PRECISION, BLOCK_M, BLOCK_N, BLOCK_K)
     if HAS_BIAS:
         z += tl.load(bias_ptr + offs_h, mask=h_ok, other=0.0).to(tl.float32)[None, :]
     fr = tl.load(freq_ptr + b * sfb + offs_h * sfh, mask=h_ok, other=0.0).to(tl.float32)
@@ -169,14 +220,14 @@ def _cos_poly(x):
 
 @triton.autotune(configs=_CONFIGS, key=["N_BUCKET", "K", "H", "HAS_BIAS", "DOT_PRECISION"],
                  prune_configs_by={"early_config_prune": _prune})
-@triton.heuristics({"EVEN_K": lambda a: a["K"] % a["BLOCK_K"] == 0})
+@triton.heuristics(_HEURISTICS)
 @triton.jit
 def _film_fwd_kernel(x_ptr, w_ptr, bias_ptr, freq_ptr, phase_ptr, y_ptr,
                      N, K, H, N_BUCKET,
                      sxb, sxn, sxk, swh, swk, sfb, sfh, spb, sph,
                      HAS_BIAS: tl.constexpr, DOT_PRECISION: tl.constexpr, ACCURATE: tl.constexpr,
-                     EVEN_K: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
-                     BLOCK_K: tl.constexpr):
+                     EVEN_K: tl.constexpr, K_TILES: tl.constexpr, BLOCK_M: tl.constexpr,
+                     BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr):
     # grid = (B * cdiv(N, BLOCK_M) * cdiv(H, BLOCK_N),): B folded into axis 0 (grid axis 1 is capped at
     # 65535 on CUDA); H-tiles fastest so neighbours share x rows in L2
     num_h = tl.cdiv(H, BLOCK_N)
@@ -191,7 +242,7 @@ def _film_fwd_kernel(x_ptr, w_ptr, bias_ptr, freq_ptr, phase_ptr, y_ptr,
     h_ok = offs_h < H
     z, fr, ph = _film_tile(x_ptr, w_ptr, bias_ptr, freq_ptr, phase_ptr, b, offs_m, offs_h, h_ok,
                            N, K, H, sxb, sxn, sxk, swh, swk, sfb, sfh, spb, sph,
-                           HAS_BIAS, EVEN_K, DOT_PRECISION, BLOCK_M, BLOCK_N, BLOCK_K)
+                           HAS_BIAS, EVEN_K, K_TILES, DOT_PRECISION, BLOCK_M, BLOCK_N, BLOCK_K)
     y = _sin(z * fr[None, :] + ph[None, :], ACCURATE)
     y_ptrs = y_ptr + (b * N + offs_m.to(tl.int64))[:, None] * H + offs_h[None, :]
     tl.store(y_ptrs, y.to(y_ptr.dtype.element_ty), mask=(offs_m < N)[:, None] & h_ok[None, :])
@@ -199,13 +250,13 @@ def _film_fwd_kernel(x_ptr, w_ptr, bias_ptr, freq_ptr, phase_ptr, y_ptr,
 
 @triton.autotune(configs=_CONFIGS, key=["N_BUCKET", "K", "H", "HAS_BIAS", "DOT_PRECISION", "CHUNK"],
                  prune_configs_by={"early_config_prune": _prune})
-@triton.heuristics({"EVEN_K": lambda a: a["K"] % a["BLOCK_K"] == 0})
+@triton.heuristics(_HEURISTICS)
 @triton.jit
 def _film_bwd_kernel(x_ptr, w_ptr, bias_ptr, freq_ptr, phase_ptr, dy_ptr, dz_ptr, pgz_ptr, pg_ptr,
                      N, K, H, N_BUCKET, NUM_CHUNKS,
                      sxb, sxn, sxk, swh, swk, sfb, sfh, spb, sph, sdyb, sdyn, sdyh,
                      CHUNK: tl.constexpr, HAS_BIAS: tl.constexpr, DOT_PRECISION: tl.constexpr,
-                     EVEN_K: tl.constexpr, BLOCK_M: tl.constexpr,
+                     EVEN_K: tl.constexpr, K_TILES: tl.constexpr, BLOCK_M: tl.constexpr,
                      BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr):
     # grid = (B * NUM_CHUNKS * cdiv(H, BLOCK_N),) (B folded into axis 0, as in the forward). Each program
     # walks CHUNK points of sample b in BLOCK_M tiles, recomputing z, writing dz and ONE row of partial
@@ -222,24 +273,26 @@ def _film_bwd_kernel(x_ptr, w_ptr, bias_ptr, freq_ptr, phase_ptr, dy_ptr, dz_ptr
     sum_gz = tl.zeros((BLOCK_N,), dtype=tl.float32)
     sum_g = tl.zeros((BLOCK_N,), dtype=tl.float32)
     m0 = pid_c * CHUNK
-    n_tiles = tl.cdiv(tl.minimum(N - m0, CHUNK), BLOCK_M)
-    for t in range(0, n_tiles):
-        offs_m = m0 + t * BLOCK_M + tl.arange(0, BLOCK_M)
-        m_ok = offs_m < N
-        # FiLM parameters are re-read per tile (L1 hits) rather than held across the GEMM: fewer live
-        # registers during the dot.
-        z, fr, ph = _film_tile(x_ptr, w_ptr, bias_ptr, freq_ptr, phase_ptr, b, offs_m, offs_h, h_ok,
-                               N, K, H, sxb, sxn, sxk, swh, swk, sfb, sfh, spb, sph,
-                               HAS_BIAS, EVEN_K, DOT_PRECISION, BLOCK_M, BLOCK_N, BLOCK_K)
-        mask = m_ok[:, None] & h_ok[None, :]
-        dy = tl.load(dy_ptr + b * sdyb + offs_m.to(tl.int64)[:, None] * sdyn
-                     + offs_h.to(tl.int64)[None, :] * sdyh,
-                     mask=mask, other=0.0).to(tl.float32)
-        g = dy * _cos_poly(z * fr[None, :] + ph[None, :])                 # 0 outside the tile
-        sum_gz += tl.sum(g * z, axis=0)
-        sum_g += tl.sum(g, axis=0)
-        dz_ptrs = dz_ptr + (b * N + offs_m.to(tl.int64))[:, None] * H + offs_h[None, :]
-        tl.store(dz_ptrs, (g * fr[None, :]).to(dz_ptr.dtype.element_ty), mask=mask)
+    # A constexpr trip count with a guard (see _zacc_tile): the last chunk of a sample skips its tiles
+    # past N.
+    for t in range(0, CHUNK // BLOCK_M):
+        if m0 + t * BLOCK_M < N:
+            offs_m = m0 + t * BLOCK_M + tl.arange(0, BLOCK_M)
+            m_ok = offs_m < N
+            # FiLM parameters are re-read per tile (L1 hits) rather than held across the GEMM: fewer live
+            # registers during the dot.
+            z, fr, ph = _film_tile(x_ptr, w_ptr, bias_ptr, freq_ptr, phase_ptr, b, offs_m, offs_h, h_ok,
+                                   N, K, H, sxb, sxn, sxk, swh, swk, sfb, sfh, spb, sph,
+                                   HAS_BIAS, EVEN_K, K_TILES, DOT_PRECISION, BLOCK_M, BLOCK_N, BLOCK_K)
+            mask = m_ok[:, None] & h_ok[None, :]
+            dy = tl.load(dy_ptr + b * sdyb + offs_m.to(tl.int64)[:, None] * sdyn
+                         + offs_h.to(tl.int64)[None, :] * sdyh,
+                         mask=mask, other=0.0).to(tl.float32)
+            g = dy * _cos_poly(z * fr[None, :] + ph[None, :])                 # 0 outside the tile
+            sum_gz += tl.sum(g * z, axis=0)
+            sum_g += tl.sum(g, axis=0)
+            dz_ptrs = dz_ptr + (b * N + offs_m.to(tl.int64))[:, None] * H + offs_h[None, :]
+            tl.store(dz_ptrs, (g * fr[None, :]).to(dz_ptr.dtype.element_ty), mask=mask)
     prow = (b * NUM_CHUNKS + pid_c) * H + offs_h
     tl.store(pgz_ptr + prow, sum_gz, mask=h_ok)
     tl.store(pg_ptr + prow, sum_g, mask=h_ok)
@@ -247,21 +300,21 @@ def _film_bwd_kernel(x_ptr, w_ptr, bias_ptr, freq_ptr, phase_ptr, dy_ptr, dz_ptr
 
 def _dot_precision(dtype: torch.dtype) -> str:
     """TF32 for fp32 operands only where torch's own fp32 matmuls would use it."""
-    if dtype != torch.float32:
-        return "ieee"
-    m = torch.backends.cuda.matmul
-    prec = getattr(m, "fp32_precision", None)
-    if prec is not None and prec in ("tf32", "ieee"):
-        return prec
-    return "tf32" if m.allow_tf32 else "ieee"
+    return cuda_fp32_matmul_precision() if dtype == torch.float32 else "ieee"
 
 
-def _fixed_config(n, k, h):
-    """The configuration of launches that bypass autotuning (and its pruning), else None."""
+def _fixed_config(n, k, h, x):
+    """The configuration of launches that bypass autotuning (and its pruning), else None. A small-N
+    configuration drops pipeline stages until it fits the device's shared memory."""
     if _interpreting():
         return dict(INTERPRET_CONFIG)
     if n < _SMALL_N:
-        return _small_config(n, k, h)
+        cfg = _small_config(n, k, h)
+        if x.device.type == "cuda":
+            limit = smem_limit(x.device)
+            while cfg["num_stages"] > 1 and _config_smem(cfg, x.element_size()) > limit:
+                cfg["num_stages"] -= 1
+        return cfg
     return None
 
 
@@ -274,7 +327,7 @@ def _launch(kernel, grid, device, n, k, h, *args, **kwargs):
 
 
 def _launch_here(kernel, grid, n, k, h, *args, **kwargs):
-    cfg = _fixed_config(n, k, h)
+    cfg = _fixed_config(n, k, h, args[0])
     if cfg is not None:
         # The autotuner needs a GPU driver (interpreter), and small N is latency-bound: run the bare
         # (heuristics-wrapped) kernel with a fixed config.
@@ -341,7 +394,7 @@ def film_bwd_epilogue(x, weight, bias, freq, phase, dy, dz_out=None):
         z = torch.zeros((B, H), device=x.device, dtype=torch.float32)
         return dz, z, z.clone()
     chunk = _chunk(N)
-    cfg = _fixed_config(N, K, H)
+    cfg = _fixed_config(N, K, H, x)
     if cfg is not None and chunk % cfg["BLOCK_M"] != 0:
         # Autotuning prunes such tiles; fixed configurations must satisfy it themselves: a program
         # would otherwise run into the next chunk's points and count them twice.
@@ -361,52 +414,3 @@ def film_bwd_epilogue(x, weight, bias, freq, phase, dy, dz_out=None):
             dy.stride(0), dy.stride(1), dy.stride(2),
             CHUNK=chunk, HAS_BIAS=bias is not None, DOT_PRECISION=_dot_precision(x.dtype))
     return dz, pgz.sum(dim=1), pg.sum(dim=1)
-
-
-def _cat(parts):
-    return parts[0] if len(parts) == 1 else torch.cat(parts, dim=-1)
-
-
-class FiLMSirenFunction(torch.autograd.Function):
-    """Autograd of the fused layer. Saves the input parts (never their concatenation), weight, bias,
-    freq and phase; the [B, N, H] pre-activation is recomputed in backward."""
-
-    @staticmethod
-    def forward(ctx, weight, bias, freq, phase, *parts):
-        x = _cat(parts)                                               # [B, N, K] (temporary if parts)
-        y = film_fwd(x, weight, bias, freq, phase)
-        ctx.save_for_backward(weight, bias, freq, phase, *parts)
-        ctx.part_dims = [p.shape[-1] for p in parts]
-        return y
-
-    @staticmethod
-    def backward(ctx, dy):
-        weight, bias, freq, phase, *parts = ctx.saved_tensors
-        x = _cat(parts)
-        B, N, K = x.shape
-        H = weight.shape[0]
-        dz, dfreq, dphase = film_bwd_epilogue(x, weight, bias, freq, phase, dy)
-        dz2 = dz.view(B * N, H)
-        need = ctx.needs_input_grad
-        with torch.autocast(dy.device.type, enabled=False):                # the GEMMs keep x's dtype
-            dweight = dz2.t().mm(x.reshape(B * N, K)) if need[0] else None
-            dbias = None
-            if bias is not None and need[1]:
-                dbias = (freq.float() * dphase).sum(0).to(bias.dtype)   # sum over points of dz
-            dparts = [None] * len(parts)
-            if any(need[4:]):
-                dx = dz2.mm(weight).view(B, N, K)
-                dparts = list(torch.split(dx, ctx.part_dims, dim=-1)) if len(parts) > 1 else [dx]
-        return (dweight, dbias, dfreq.to(freq.dtype) if need[2] else None,
-                dphase.to(phase.dtype) if need[3] else None, *dparts)
-
-
-def film_siren(x, weight, bias, freq, phase):
-    """Fused layer on tensors already checked and cast (see pigan.ops.film_siren). x is a tensor or a
-    tuple of parts along K; returns y [B, N, H] in x's dtype."""
-    parts = tuple(x) if isinstance(x, (tuple, list)) else (x,)
-    if weight.dtype not in SUPPORTED_DTYPES:
-        raise TypeError(f"the Triton film_siren supports {SUPPORTED_DTYPES}, got weight {weight.dtype}")
-    if bias is not None and bias.stride(0) != 1:
-        bias = bias.contiguous()                                        # the kernels index bias[h]
-    return FiLMSirenFunction.apply(weight, bias, freq, phase, *parts)

@@ -78,7 +78,7 @@ def test_triton_saves_under_target():
     assert ours <= TARGET_PER_POINT, f"{ours / KB:.2f} KB per point > {TARGET_PER_POINT / KB} KB"
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.gpu
 def test_triton_gpu_saves_under_target():
     ours = bytes_per_point("triton", device="cuda")
     assert ours <= TARGET_PER_POINT, ours / KB

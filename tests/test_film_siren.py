@@ -30,6 +30,8 @@ TOL = {
     "bfloat16": {"y": 5e-3, "grad": 8e-3},
     "tf32": {"y": 5e-2, "grad": 5e-2},
     "float64": {"y": 1e-12, "grad": 1e-11},
+    # run_double_case: "y" bounds the first gradients, "grad" the second derivatives (fp32)
+    "double": {"y": 2e-5, "grad": 1e-4},
 }
 GRAD_NAMES = ("x", "weight", "bias", "freq", "phase")
 
@@ -88,14 +90,22 @@ def strided(layout, x, w, b, f, p):
 def run_case(fn, B, N, K, H, dtype, bias=True, split=0, seed=0, device="cpu", ref_cast=None, layout=""):
     """Forward + backward of fn(x, w, b, f, p) vs the float64 reference -> dict of errors.
     ref_cast: the dtype autocast gives x, weight and bias (the reference starts from those roundings).
-    layout: see strided(); "dy0" in it makes the cotangent an expanded [B, 1, H] (stride 0 along N)."""
+    layout: see strided(); "dy0" in it makes the cotangent an expanded [B, 1, H] (stride 0 along N),
+    "dyT" a transposed view of a [B, H, N] tensor, "dy2" every other column of a [B, N, 2H] tensor."""
     x, w, b, f, p = strided(layout, *make_inputs(B, N, K, H, dtype, bias, seed, device))
     leaves = [t.requires_grad_() for t in (x, w, b, f, p) if t is not None]
     y = fn(split_parts(x, split), w, b, f, p)
     g = torch.Generator().manual_seed(seed + 1)
-    if "dy0" in layout.split("+"):
+    names = layout.split("+")
+    if "dy0" in names:
         dy = torch.randn(B, 1, H, generator=g, dtype=torch.float64).to(device=device, dtype=y.dtype)
         dy = dy.expand(y.shape)
+    elif "dyT" in names:
+        dy = torch.randn(B, H, N, generator=g, dtype=torch.float64).to(device=device, dtype=y.dtype)
+        dy = dy.transpose(1, 2)
+    elif "dy2" in names:
+        dy = torch.randn(B, N, 2 * H, generator=g, dtype=torch.float64).to(device=device, dtype=y.dtype)
+        dy = dy[..., ::2]
     else:
         dy = torch.randn(y.shape, generator=g, dtype=torch.float64).to(device=device, dtype=y.dtype)
     grads = torch.autograd.grad(y, leaves, dy)
@@ -108,6 +118,39 @@ def run_case(fn, B, N, K, H, dtype, bias=True, split=0, seed=0, device="cpu", re
         "grads": {n: rel_err(a, r) for n, a, r in zip(names, grads, g_ref)},
         "finite": bool(torch.isfinite(y).all()) and all(bool(torch.isfinite(a).all()) for a in grads),
         "grad_dtypes_ok": all(a.dtype == t.dtype for a, t in zip(grads, leaves)),
+    }
+
+
+def run_double_case(fn, B, N, K, H, dtype, bias=True, split=0, seed=0, device="cpu"):
+    """Double backward: first gradients with create_graph=True, then the gradient of a random linear
+    form of them (as a gradient penalty takes) w.r.t. every input and the cotangent, against float64
+    reference twin -> dict of errors ("y": first gradients, "grads": second)."""
+    x, w, b, f, p = make_inputs(B, N, K, H, dtype, bias, seed, device)
+    g = torch.Generator().manual_seed(seed + 7)
+
+    def second(fn, ts, dt):
+        ts = [t.detach().to(dt).requires_grad_() for t in ts]
+        xx, ww, bb, ff, pp = (ts[0], ts[1], ts[2], ts[3], ts[4]) if bias else (ts[0], ts[1], None, ts[2], ts[3])
+        y = fn(split_parts(xx, split), ww, bb, ff, pp)
+        dy = torch.randn(y.shape, generator=torch.Generator().manual_seed(seed + 1), dtype=torch.float64)
+        dy = dy.to(device=device, dtype=dt).requires_grad_()
+        first = torch.autograd.grad(y, ts, dy, create_graph=True)
+        vs = [torch.randn(t.shape, generator=torch.Generator().manual_seed(seed + 11 + i),
+                          dtype=torch.float64).to(device=device, dtype=dt) for i, t in enumerate(first)]
+        form = sum((a * v).sum() for a, v in zip(first, vs))
+        return first, torch.autograd.grad(form, ts + [dy])
+
+    from pigan.ops import _film_siren
+    ts = [t for t in (x, w, b, f, p) if t is not None]
+    first, sec = second(fn, ts, dtype)
+    first_ref, sec_ref = second(_film_siren, ts, torch.float64)
+    names = [n for n, t in zip(GRAD_NAMES, (x, w, b, f, p)) if t is not None] + ["dy"]
+    return {
+        "dtype": str(first[0].dtype).replace("torch.", ""),
+        "y": max(rel_err(a, r) for a, r in zip(first, first_ref)),
+        "grads": {n: rel_err(a, r) for n, a, r in zip(names, sec, sec_ref)},
+        "finite": all(bool(torch.isfinite(a).all()) for a in (*first, *sec)),
+        "grad_dtypes_ok": all(a.dtype == dtype for a in sec),
     }
 
 
@@ -149,6 +192,9 @@ INTERP_CASES = {
                                    "kernel:xT+wT+cols+bias2+dy0"),
     "fp32-H97-nobias-2x21x5x97": (2, 21, 5, 97, "float32", False, 0, None, "kernel"),
     "fp32-H129-nobias-1x9x33x129": (1, 9, 33, 129, "float32", False, 0, None, "kernel"),
+    # Double backward (create_graph=True) through the Triton backend's forward and first backward.
+    "double-fp32-2x9x(3+5)x40": (2, 9, 8, 40, "float32", True, 3, None, "double"),
+    "double-fp32-nobias-1x33x5x32": (1, 33, 5, 32, "float32", False, 0, None, "double"),
 }
 
 
@@ -156,7 +202,7 @@ def _interpret_main():
     """Subprocess entry: run INTERP_CASES through the Triton kernels, print one JSON line each."""
     assert os.environ.get("TRITON_INTERPRET") == "1"
     from pigan.kernels import film_siren as K
-    from pigan.ops import film_siren, use_backend
+    from pigan.ops import film as film_mod, film_siren, use_backend
     K.POISON = True                                   # unwritten outputs/partials would show as NaN
     default_cfg, default_chunk = dict(K.INTERPRET_CONFIG), K.INTERPRET_CHUNK
     for cid, (B, N, Kd, H, dt, bias, split, cfg, how) in INTERP_CASES.items():
@@ -169,11 +215,18 @@ def _interpret_main():
         how, _, layout = how.partition(":")
         try:
             if how == "kernel":
-                fn = K.film_siren
+                fn = film_mod._film_triton                   # the backend entry, past the op's checks
             elif how == "op":
                 def fn(*a):
                     with use_backend("triton"):
                         return film_siren(*a)
+            elif how == "double":
+                def fn(*a):
+                    with use_backend("triton"):
+                        return film_siren(*a)
+                res = run_double_case(fn, B, N, Kd, H, getattr(torch, dt), bias, split)
+                print("CASE " + json.dumps({"id": cid, **res}), flush=True)
+                continue
             else:
                 def fn(*a):
                     with torch.autocast("cpu", dtype=torch.float16), use_backend("triton"):
@@ -206,9 +259,10 @@ def test_triton_interpreter_matches_reference(interp_results, case):
     res = interp_results.get(case)
     assert res is not None, f"case {case} did not run"
     assert "error" not in res, res["error"]
-    expect = "float16" if INTERP_CASES[case][8] == "autocast" else INTERP_CASES[case][4]
+    how = INTERP_CASES[case][8]
+    expect = "float16" if how == "autocast" else INTERP_CASES[case][4]
     assert res["dtype"] == expect, res
-    check(res, expect)
+    check(res, "double" if how == "double" else expect)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -266,9 +320,39 @@ def test_native_gradcheck_float64(native_variant, split, bias):
         else:
             (x, w, f, p), b = ts, None
         parts = split_parts(x, split)
-        return film._NativeFiLMFunction.apply(w, b, f, p, *(parts if split else (parts,)))
+        return film._FiLMFunction.apply("native", w, b, f, p, *(parts if split else (parts,)))
 
     assert torch.autograd.gradcheck(fn, leaves)
+
+
+@pytest.mark.parametrize("split", [0, 1])
+@pytest.mark.parametrize("bias", [True, False])
+def test_native_gradgradcheck_float64(native_variant, split, bias):
+    """create_graph=True through the native backend (a gradient penalty): exact second derivatives,
+    w.r.t. every input and the cotangent."""
+    from pigan.ops import film_siren, use_backend
+    x, w, b, f, p = make_inputs(2, 5, 3, 4, torch.float64, bias, seed=4, freq_scale=0.5)
+    f = f / 15                                                  # keep the finite differences accurate
+    leaves = [t.requires_grad_() for t in (x, w, b, f, p) if t is not None]
+
+    def fn(*ts):
+        x, w, *rest = ts
+        b, f, p = rest if bias else (None, *rest)
+        with use_backend("native"):
+            return film_siren(split_parts(x, split), w, b, f, p)
+
+    assert torch.autograd.gradgradcheck(fn, leaves)
+
+
+def test_native_double_backward_fp32_matches_reference(native_variant):
+    """The gradient of a gradient penalty (fp32 native) against the float64 reference twin."""
+    def fn(*a):
+        from pigan.ops import film_siren, use_backend
+        with use_backend("native"):
+            return film_siren(*a)
+    for shape in [(2, 9, 8, 40, True, 3), (3, 129, 259, 256, False, 0)]:
+        B, N, K, H, bias, split = shape
+        check(run_double_case(fn, B, N, K, H, torch.float32, bias, split, seed=N), "double")
 
 
 def test_native_large_arguments_use_exact_sine():
@@ -330,9 +414,119 @@ def test_native_autocast_cpu_bfloat16():
         assert rel_err(a, r) <= TOL["bfloat16"]["grad"], name
 
 
+def test_cpu_ops_reject_integer_and_mismatched_dtypes():
+    """Direct torch.ops.pigan calls with integer tensors raise a TypeError naming the argument (not
+    zeros); mismatched or wrong-device arguments name theirs too."""
+    film = _film()
+    assert film._cpu_ops_available()
+    ops = torch.ops.pigan
+    x, w, b, f, p = make_inputs(2, 5, 8, 4)
+    for dt in (torch.int32, torch.int64):
+        with pytest.raises(TypeError, match="x must have a floating dtype"):
+            ops.film_forward(x.to(dt), w.to(dt), None, f, p)
+        with pytest.raises(TypeError, match="x must have a floating dtype"):
+            ops.film_forward_pre(x.to(dt), w.to(dt), b.to(dt), f, p)
+        with pytest.raises(TypeError, match="weight must have a floating dtype"):
+            ops.film_forward(x, w.to(dt), None, f, p)
+        with pytest.raises(TypeError, match="freq must have a floating dtype"):
+            ops.film_forward(x, w, b, f.to(dt), p)
+        z = torch.zeros(2, 5, 4)
+        with pytest.raises(TypeError, match="z must be float32 or float64"):
+            ops.film_bwd_epilogue_(z.to(dt), z, f, p)
+        with pytest.raises(TypeError, match="dy must have a floating dtype"):
+            ops.film_bwd_epilogue_(z, z.to(dt), f, p)
+        with pytest.raises(TypeError, match="pre must be float32 or float64"):
+            ops.film_sine_out(z, z.to(dt), f, p)
+        with pytest.raises(TypeError, match="out must have dtype"):
+            ops.film_sine_out(z.to(dt), z, f, p)
+        with pytest.raises(TypeError, match="dy must have dtype"):
+            ops.film_bwd_pre_(z.to(dt), z, f, p)
+        with pytest.raises(TypeError, match="phase must have a floating dtype"):
+            ops.film_bwd_pre_(z, z, f, p.to(dt))
+    with pytest.raises(TypeError, match="weight must have dtype Float, got Double"):
+        ops.film_forward(x, w.double(), b, f, p)
+    with pytest.raises(TypeError, match="bias must have dtype Float"):
+        ops.film_forward(x, w, b.half(), f, p)
+    with pytest.raises(ValueError, match="weight must have shape"):
+        ops.film_forward(x, w[:, :5], b, f, p)
+    with pytest.raises(ValueError, match="freq must have shape"):
+        ops.film_forward(x, w, b, f[:1], p)
+    with pytest.raises(ValueError, match="bias must have shape"):
+        ops.film_forward(x, w, b[:2], f, p)
+    with pytest.raises(ValueError, match="x must be a CPU tensor"):
+        ops.film_forward(x.to("meta"), w, b, f, p)
+    with pytest.raises(ValueError, match="z must be contiguous"):
+        ops.film_bwd_epilogue_(torch.zeros(2, 4, 5).transpose(1, 2), torch.zeros(2, 5, 4), f, p)
+
+
+def test_auto_runs_native_for_ieee_fp32(monkeypatch):
+    """Where "auto" would pick Triton, IEEE fp32 (TF32 off) runs the cuBLAS-based native path instead;
+    TF32, half and bfloat16 stay on Triton, and an explicit "triton" is obeyed."""
+    from pigan.ops import _backend
+    film = _film()
+    monkeypatch.setattr(_backend, "select", lambda op, dev, impls: ("triton", impls["triton"]))
+    cpu = torch.device("cpu")
+    monkeypatch.setattr(film, "cuda_fp32_matmul_precision", lambda: "ieee")
+    assert film._select(cpu, torch.float32)[0] == "native"
+    assert film._select(cpu, torch.bfloat16)[0] == "triton"
+    assert film._select(cpu, torch.float16)[0] == "triton"
+    with _backend.use_backend("reference"):                 # an explicit choice (select is faked)
+        assert film._select(cpu, torch.float32)[0] == "triton"
+    monkeypatch.setattr(film, "cuda_fp32_matmul_precision", lambda: "tf32")
+    assert film._select(cpu, torch.float32)[0] == "triton"
+    assert "IEEE float32" in film.AUTO_NOTE
+
+
+def test_fp32_matmul_precision_follows_torch(monkeypatch):
+    film = _film()
+    m = torch.backends.cuda.matmul
+    old = m.allow_tf32
+    try:
+        m.allow_tf32 = True
+        assert film.cuda_fp32_matmul_precision() == "tf32"
+        m.allow_tf32 = False
+        assert film.cuda_fp32_matmul_precision() == "ieee"
+    finally:
+        m.allow_tf32 = old
+
+
 def _kernels():
     from pigan.kernels import film_siren as K   # imports triton (no launch happens in these tests)
     return K
+
+
+def test_triton_smem_estimate_and_prune():
+    """The autotuner's configs are pruned by shared memory before anything compiles: fake device
+    limits (sm_90's 227 KB, sm_86's 99 KB, a tiny one) on fp32 and bf16 operands."""
+    K = _kernels()
+    assert K.smem_bytes(128, 256, 64, 3, 4) == 288 * 1024             # x and W^T tiles, 3 stages
+    assert K.smem_bytes(64, 128, 64, 4, 2) == 96 * 1024
+    h100 = 227 * 1024
+    kept = K.prune_by_smem(K._CONFIGS, 4, h100)
+    dropped = [c for c in K._CONFIGS if c not in kept]
+    # 128x256x64/3 (288 KB), 128x128x64/4 (256 KB), 64x256x64/3 (240 KB)
+    assert len(dropped) == 3, [str(c) for c in dropped]
+    assert all(K._config_smem(c, 4) > h100 for c in dropped)
+    assert K.prune_by_smem(K._CONFIGS, 2, h100) == K._CONFIGS          # bf16/fp16: all fit
+    small = K.prune_by_smem(K._CONFIGS, 2, 99 * 1024)
+    assert small and all(K._config_smem(c, 2) <= 99 * 1024 for c in small)
+    with pytest.raises(RuntimeError, match="shared memory.*use_backend"):
+        K.prune_by_smem(K._CONFIGS, 4, 1024)
+
+
+def test_triton_prune_applies_the_device_limit(monkeypatch):
+    """_prune (the autotuner's early prune) asks the device's limit for CUDA operands."""
+    K = _kernels()
+
+    class FakeCuda:
+        device = torch.device("cuda", 0)
+
+        def element_size(self):
+            return 4
+    monkeypatch.setattr(K, "smem_limit", lambda dev: 160 * 1024)
+    kept = K._prune(K._CONFIGS, {"x_ptr": FakeCuda(), "N": 2 ** 20, "H": 256, "K": 256}, CHUNK=512)
+    assert kept and all(K._config_smem(c, 4) <= 160 * 1024 for c in kept)
+    assert len(kept) < len(K._CONFIGS)
 
 
 def test_triton_grid_guard():
@@ -436,7 +630,7 @@ def test_autocast_mixed_float64_is_a_type_error(backend):
 # --------------------------------------------------------------------------------------------------
 # GPU (real Triton kernels)
 # --------------------------------------------------------------------------------------------------
-gpu = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+gpu = pytest.mark.gpu                   # skipped without CUDA by tests/conftest.py
 
 GPU_SHAPES = [(1, 1, 3, 32, 0), (3, 129, 259, 256, 3), (2, 1000, 256, 256, 0), (2, 4099, 3, 256, 0),
               (1, 70000, 256, 256, 0)]
@@ -468,6 +662,58 @@ def test_gpu_matches_reference(tf32_switch, backend, prec, shape):
     finally:
         K.POISON = False
     check(res, prec)
+
+
+# Autotuned launches (N >= 4096 points per sample): (B, N, K, H, split, bias, layout). H = 97 and 200
+# are not multiples of any BLOCK_N; the layouts give strided, transposed and stride-0 cotangents.
+AUTOTUNED = [
+    (2, 4099, 3, 256, 0, True, ""),
+    (3, 5000, 256, 97, 0, False, ""),
+    (2, 8192, 259, 200, 3, True, "dyT"),
+    (2, 4096, 256, 256, 0, False, "dy0"),
+    (2, 6000, 64, 130, 0, True, "dy2+xT+wT+cols+bias2"),
+]
+
+
+@gpu
+@pytest.mark.parametrize("prec", ["bfloat16", "float16", "tf32", "float32"])
+@pytest.mark.parametrize("case", AUTOTUNED, ids=lambda c: "x".join(map(str, c[:4])) + f"-b{int(c[5])}-{c[6] or 'dense'}")
+def test_gpu_autotuned_matches_reference(tf32_switch, prec, case):
+    from pigan.kernels import film_siren as K
+    from pigan.ops import film_siren, use_backend
+    B, N, Kd, H, split, bias, layout = case
+    torch.backends.cuda.matmul.allow_tf32 = prec == "tf32"
+    dtype = torch.float32 if prec == "tf32" else getattr(torch, prec)
+    x = torch.empty(B, N, Kd, device="cuda", dtype=dtype)
+    assert K._fixed_config(N, Kd, H, x) is None                        # the autotuner's path
+    K.POISON = True
+    try:
+        def fn(*a):
+            with use_backend("triton"):
+                return film_siren(*a)
+        res = run_case(fn, B, N, Kd, H, dtype, bias, split, device="cuda", layout=layout)
+    finally:
+        K.POISON = False
+    check(res, prec)
+    assert K._film_fwd_kernel.cache and K._film_bwd_kernel.cache      # autotuned configs were chosen
+    limit = K.smem_limit(x.device)
+    for kern in (K._film_fwd_kernel, K._film_bwd_kernel):
+        for cfg in kern.cache.values():
+            assert K._config_smem(cfg, x.element_size()) <= limit, cfg
+
+
+@gpu
+def test_gpu_auto_backend_per_precision(tf32_switch):
+    """auto: IEEE fp32 runs native (cuBLAS), TF32 and bf16 run Triton; available_backends says so."""
+    from pigan import ops
+    from pigan.ops import film
+    torch.backends.cuda.matmul.allow_tf32 = False
+    dev = torch.device("cuda")
+    assert film._select(dev, torch.float32)[0] == "native"
+    assert film._select(dev, torch.bfloat16)[0] == "triton"
+    torch.backends.cuda.matmul.allow_tf32 = True
+    assert film._select(dev, torch.float32)[0] == "triton"
+    assert film.AUTO_NOTE in ops.available_backends()["triton"]["notes"]
 
 
 @gpu

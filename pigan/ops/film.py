@@ -1,4 +1,4 @@
-"""FiLM-modulated sine layer: y = sin(freq * (x W^T + b) + phase) (docs/MODEL.md section 2).
+"""FiLM-modulated sine layer: y = sin(freq * (x W^T + b) + phase), pi-GAN's FiLMLayer (docs/MODEL.md section 2).
 
 ``film_siren`` dispatches to the fastest backend; ``_film_siren`` is the pure-PyTorch reference twin.
 ``x`` may be one tensor [B, N, K] or a tuple of tensors [B, N, K_i] that stand for their concatenation
@@ -13,6 +13,13 @@ pre-activation is recomputed in backward):
 - "native": on CPU tensors the C++ ops of csrc/film_cpu.cpp (a row-blocked addmm whose blocks get the
   sine while still in cache; a one-pass backward epilogue). On CUDA tensors, and where pigan._C lacks
   these ops, cuBLAS addmm plus torch elementwise ops (the sine argument formed in fp32).
+- "auto" on CUDA: Triton, except for IEEE float32 (TF32 off), which runs "native" (see AUTO_NOTE).
+
+Both fast paths share one autograd Function (_FiLMFunction): each path supplies a forward and a
+backward epilogue (dz, dfreq, dphase from a recomputed z); the backward's GEMMs, the bias gradient and
+the split into parts are written once. A backward that is itself differentiated (create_graph=True,
+e.g. a gradient penalty) returns the reference twin's gradients, built from differentiable torch ops,
+so second derivatives are exact on every backend.
 Under torch.autocast the fast paths follow the autocast dtype as ``linear`` does (x, weight and bias
 are cast; the result has the autocast dtype); freq and phase are read in fp32. The reference twin
 keeps eager semantics. Outside autocast all tensors must share one dtype; under it x, weight and bias
@@ -88,8 +95,32 @@ def film_siren(x, weight, bias, freq, phase):
         cast = _autocast_target(parts[0].device.type, weight)
         check_same_dtype(**{f"x{i}": _dtype_probe(p, cast) for i, p in enumerate(parts)},
                          weight=_dtype_probe(weight, cast), bias=_dtype_probe(bias, cast))
-    _, impl = _backend.select("film_siren", parts[0].device, _FILM_IMPLS)
+    _, impl = _select(parts[0].device, _autocast_target(parts[0].device.type, weight) or weight.dtype)
     return impl(x, weight, bias, freq, phase)
+
+
+def cuda_fp32_matmul_precision() -> str:
+    """"tf32" or "ieee": how torch runs fp32 CUDA matmuls now (the Triton kernels' dot follows it)."""
+    m = torch.backends.cuda.matmul
+    prec = getattr(m, "fp32_precision", None)
+    if prec in ("tf32", "ieee"):
+        return prec
+    return "tf32" if m.allow_tf32 else "ieee"
+
+
+# What "auto" does per precision where it would pick Triton (see available_backends()).
+AUTO_NOTE = ("film_siren under auto: Triton for float16/bfloat16 and TF32 float32; native (cuBLAS addmm + "
+             "torch elementwise) for IEEE float32, where Triton's tl.dot becomes an FMA loop")
+
+
+def _select(device, dtype):
+    """The backend of one call. "auto" leaves IEEE float32 (no TF32) to the native path: cuBLAS runs
+    fp32 GEMMs far faster than Triton's FMA-loop dot."""
+    name, impl = _backend.select("film_siren", device, _FILM_IMPLS)
+    if (name == "triton" and _backend.current_backend() == "auto" and dtype == torch.float32
+            and cuda_fp32_matmul_precision() == "ieee" and _backend.backend_status("native", device)[0]):
+        return "native", _FILM_IMPLS["native"]
+    return name, impl
 
 
 def _autocast_target(device_type: str, weight):
@@ -189,75 +220,121 @@ def _preactivation(x2, weight, bias):
     return z + bias.float() if bias is not None else z
 
 
-class _NativeFiLMFunction(torch.autograd.Function):
-    """The native backend's autograd: fused C++ passes on CPU, addmm + torch elementwise elsewhere."""
+def _native_forward(x, weight, bias, freq, phase):
+    """y [B, N, H] in x's dtype: the fused C++ op on CPU, addmm + torch elementwise elsewhere."""
+    B, N, K = x.shape
+    H = weight.shape[0]
+    if _fused_cpu(x):
+        return torch.ops.pigan.film_forward(x, weight, bias, freq, phase)
+    z = _preactivation(x.reshape(B * N, K), weight, bias).view(B, N, H)
+    return torch.addcmul(phase.unsqueeze(1).to(z.dtype), z, freq.unsqueeze(1).to(z.dtype),
+                         out=z).sin_().to(x.dtype)
+
+
+def _native_epilogue(x, weight, bias, freq, phase, dy):
+    """(dz [B, N, H], dfreq [B, H], dphase [B, H]) from a recomputed z. On CPU dz is fp32 (float64) even
+    for half/bfloat16 layers, as the C++ epilogue works in its accumulation dtype."""
+    B, N, K = x.shape
+    H = weight.shape[0]
+    x2 = x.reshape(B * N, K)
+    if _fused_cpu(x):
+        acc = torch.float64 if x.dtype == torch.float64 else torch.float32
+        b = bias.to(acc) if bias is not None else None
+        # The bias goes into the epilogue: addmm would first broadcast it over all of z.
+        z = x2.to(acc).mm(weight.to(acc).t()).view(B, N, H)
+        dfreq, dphase = torch.ops.pigan.film_bwd_epilogue_(z, dy, freq, phase, b)
+        return z, dfreq, dphase                                         # z holds dz now
+    z = _preactivation(x2, weight, bias).view(B, N, H)                  # fp32 or float64
+    g = dy.to(z.dtype) * torch.cos(_film_arg(z, freq, phase))
+    return (g * freq.to(g.dtype).unsqueeze(1)).to(x.dtype), (g * z).sum(1), g.sum(1)
+
+
+def _triton_forward(x, weight, bias, freq, phase):
+    from pigan.kernels import film_siren as kernels  # imports triton: only when this backend runs
+    return kernels.film_fwd(x, weight, bias, freq, phase)
+
+
+def _triton_epilogue(x, weight, bias, freq, phase, dy):
+    from pigan.kernels import film_siren as kernels
+    return kernels.film_bwd_epilogue(x, weight, bias, freq, phase, dy)
+
+
+# Forward and backward epilogue of each fast path; _FiLMFunction does the rest (saving, GEMMs of the
+# backward, parts, double backward) once for all of them.
+_PATHS = {"native": (_native_forward, _native_epilogue), "triton": (_triton_forward, _triton_epilogue)}
+
+
+def _film_backward(path, needs, dy, weight, bias, freq, phase, parts):
+    """Gradients (weight, bias, freq, phase, *parts) of a fast path's layer for the cotangent dy.
+
+    The epilogue gives dz = dy * cos(arg) * freq and the per-sample sums dfreq, dphase; the GEMMs run
+    in dz's dtype: dW = dz^T x, dx = dz W; db = sum over points of dz = sum_b freq[b] * dphase[b].
+    Under grad mode (the backward itself is being differentiated: create_graph=True), the gradients
+    are instead those of the reference twin, built from differentiable torch ops on the saved inputs.
+    """
+    if torch.is_grad_enabled():
+        return _twin_backward(needs, dy, weight, bias, freq, phase, parts)
+    x = _cat(parts)
+    B, N, K = x.shape
+    H = weight.shape[0]
+    with torch.autocast(x.device.type, enabled=False):              # the GEMMs keep dz's dtype
+        dz, dfreq, dphase = _PATHS[path][1](x, weight, bias, freq, phase, dy)
+        dz2 = dz.reshape(B * N, H)
+        dweight = dbias = None
+        if needs[0]:
+            dweight = dz2.t().mm(x.reshape(B * N, K).to(dz.dtype)).to(weight.dtype)
+        if bias is not None and needs[1]:
+            dbias = (freq.to(dphase.dtype) * dphase).sum(0).to(bias.dtype)
+        dparts = [None] * len(parts)
+        if any(needs[4:]):
+            dx = dz2.mm(weight.to(dz.dtype)).view(B, N, K).to(x.dtype)
+            dparts = list(torch.split(dx, [p.shape[-1] for p in parts], dim=-1)) if len(parts) > 1 else [dx]
+    return (dweight, dbias, dfreq.to(freq.dtype) if needs[2] else None,
+            dphase.to(phase.dtype) if needs[3] else None, *dparts)
+
+
+def _twin_backward(needs, dy, weight, bias, freq, phase, parts):
+    """Differentiable gradients: those of the reference twin, recomputed from the saved inputs."""
+    inputs = (weight, bias, freq, phase, *parts)
+    wrt = [t for t, n in zip(inputs, needs) if n and t is not None]
+    with torch.enable_grad(), torch.autocast(dy.device.type, enabled=False):
+        y = _film_siren(parts, weight, bias, freq, phase)
+        grads = iter(torch.autograd.grad(y, wrt, dy, create_graph=True)) if wrt else iter(())
+    return tuple(next(grads) if n and t is not None else None for t, n in zip(inputs, needs))
+
+
+class _FiLMFunction(torch.autograd.Function):
+    """Autograd of the fast paths. Saves the input parts (never their concatenation), weight, bias,
+    freq and phase; the [B, N, H] pre-activation is recomputed in backward (see _film_backward)."""
 
     @staticmethod
-    def forward(ctx, weight, bias, freq, phase, *parts):
-        x = _cat(parts)                                                 # [B, N, K]
-        B, N, K = x.shape
-        H = weight.shape[0]
-        if _fused_cpu(x):
-            y = torch.ops.pigan.film_forward(x, weight, bias, freq, phase)
-        else:
-            z = _preactivation(x.reshape(B * N, K), weight, bias).view(B, N, H)
-            y = torch.addcmul(phase.unsqueeze(1).to(z.dtype), z, freq.unsqueeze(1).to(z.dtype),
-                              out=z).sin_().to(x.dtype)
+    def forward(ctx, path, weight, bias, freq, phase, *parts):
+        y = _PATHS[path][0](_cat(parts), weight, bias, freq, phase)
         ctx.save_for_backward(weight, bias, freq, phase, *parts)
-        ctx.part_dims = [p.shape[-1] for p in parts]
+        ctx.path = path
         return y
 
     @staticmethod
     def backward(ctx, dy):
         weight, bias, freq, phase, *parts = ctx.saved_tensors
-        x = _cat(parts)
-        B, N, K = x.shape
-        H = weight.shape[0]
-        need = ctx.needs_input_grad
-        with torch.autocast(x.device.type, enabled=False):
-            x2 = x.reshape(B * N, K)
-            if _fused_cpu(x):
-                # fp32 (or float64) GEMMs and epilogue; half/bfloat16 operands are widened on the fly.
-                acc = torch.float64 if x.dtype == torch.float64 else torch.float32
-                x2, w = x2.to(acc), weight.to(acc)
-                b = bias.to(acc) if bias is not None else None
-                # The bias goes into the epilogue: addmm would first broadcast it over all of z.
-                z = x2.mm(w.t()).view(B, N, H)
-                dfreq, dphase = torch.ops.pigan.film_bwd_epilogue_(z, dy, freq, phase, b)
-                dz = z                                                  # overwritten in place
-            else:
-                w = weight
-                z = _preactivation(x2, w, bias).view(B, N, H)           # fp32 or float64
-                g = dy.to(z.dtype) * torch.cos(_film_arg(z, freq, phase))
-                dfreq = (g * z).sum(1)
-                dphase = g.sum(1)
-                dz = (g * freq.to(g.dtype).unsqueeze(1)).to(x.dtype)
-            dz2 = dz.view(B * N, H)
-            dweight = dz2.t().mm(x2).to(weight.dtype) if need[0] else None
-            dbias = None
-            if bias is not None and need[1]:
-                dbias = (freq.to(dphase.dtype) * dphase).sum(0).to(bias.dtype)
-            dparts = [None] * len(parts)
-            if any(need[4:]):
-                dx = dz2.mm(w).view(B, N, K).to(x.dtype)
-                dparts = list(torch.split(dx, ctx.part_dims, dim=-1)) if len(parts) > 1 else [dx]
-        return (dweight, dbias, dfreq.to(freq.dtype) if need[2] else None,
-                dphase.to(phase.dtype) if need[3] else None, *dparts)
+        return (None, *_film_backward(ctx.path, ctx.needs_input_grad[1:], dy, weight, bias, freq, phase,
+                                      parts))
 
 
 def _film_native(x, weight, bias, freq, phase):
     parts, weight, bias = _cast_for_autocast(_as_parts(x), weight, bias)
     with torch.autocast(parts[0].device.type, enabled=False):
-        return _NativeFiLMFunction.apply(weight, bias, freq, phase, *parts)
+        return _FiLMFunction.apply("native", weight, bias, freq, phase, *parts)
 
 
 def _film_triton(x, weight, bias, freq, phase):
     parts, weight, bias = _cast_for_autocast(_as_parts(x), weight, bias)
+    # float64 is not a Triton dtype: it runs the native path.
+    path = "native" if weight.dtype == torch.float64 else "triton"
+    if path == "triton" and bias is not None and bias.stride(0) != 1:
+        bias = bias.contiguous()                                        # the kernels index bias[h]
     with torch.autocast(parts[0].device.type, enabled=False):
-        if weight.dtype == torch.float64:
-            return _NativeFiLMFunction.apply(weight, bias, freq, phase, *parts)
-        from pigan.kernels import film_siren as _kernels  # imports triton: only when this backend runs
-        return _kernels.film_siren(parts, weight, bias, freq, phase)
+        return _FiLMFunction.apply(path, weight, bias, freq, phase, *parts)
 
 
 _FILM_IMPLS = {"reference": _film_siren, "native": _film_native, "triton": _film_triton}

@@ -19,7 +19,6 @@ from __future__ import annotations
 from typing import Sequence
 
 import torch
-from torch.autograd.function import once_differentiable
 
 from . import _backend
 from ._checks import check_same_device, check_same_dtype, check_tensor
@@ -115,13 +114,16 @@ class _NativeFiLMStackFunction(torch.autograd.Function):
         return h
 
     @staticmethod
-    @once_differentiable
     def backward(ctx, dy):
         n = ctx.n
         x, *rest = ctx.saved_tensors
         weights, biases, freqs, phases = (rest[k * n:(k + 1) * n] for k in range(4))
         pres = rest[4 * n:]
         need = ctx.needs_input_grad                                     # (x, n, W.., b.., f.., p..)
+        if torch.is_grad_enabled():
+            # The backward is itself differentiated (create_graph=True): the reference loop's
+            # gradients, built from differentiable torch ops on the saved inputs.
+            return _twin_stack_backward(need, dy, x, n, rest[:4 * n])
         B, N, _ = x.shape
         M = B * N
         dw, db, dfreq, dphase = [None] * n, [None] * n, [None] * n, [None] * n
@@ -161,6 +163,16 @@ class _NativeFiLMStackFunction(torch.autograd.Function):
         dfreq = [d if need[2 + 2 * n + i] else None for i, d in enumerate(dfreq)]
         dphase = [d if need[2 + 3 * n + i] else None for i, d in enumerate(dphase)]
         return (dx, None, *dw, *db, *dfreq, *dphase)
+
+
+def _twin_stack_backward(need, dy, x, n, params):
+    inputs = (x, None, *params)
+    wrt = [t for t, k in zip(inputs, need) if k and t is not None]
+    weights, biases, freqs, phases = (params[k * n:(k + 1) * n] for k in range(4))
+    with torch.enable_grad():
+        y = _film_siren_stack(x, weights, biases, freqs, phases)
+        grads = iter(torch.autograd.grad(y, wrt, dy, create_graph=True)) if wrt else iter(())
+    return tuple(next(grads) if k and t is not None else None for t, k in zip(inputs, need))
 
 
 _STACK_IMPLS = {"reference": _film_siren_stack, "native": _film_stack_native, "triton": _film_stack_layers}
