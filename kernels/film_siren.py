@@ -49,7 +49,7 @@ def _cfg(bm, bn, bk, warps, stages):
 
 
 # Large N on Hopper: 64 fp32 accumulators per thread (128x128 / 64x256 on 8 warps, 64x128 on 4) keep the
-# epilogue free of spills (ptxas -v, sm_90, bf16: 0 bytes forward, ~100 backward), wider tiles read x
+# epilogue's register use low (spills per config: tests/test_triton_compile.py), wider tiles read x
 # once per row block; the narrow ones serve H <= 64 (the pruning drops tiles larger than the problem).
 _CONFIGS = [
     _cfg(128, 128, 64, 8, 3), _cfg(128, 128, 64, 8, 4), _cfg(64, 256, 64, 8, 3), _cfg(64, 256, 32, 8, 4),
@@ -147,7 +147,7 @@ def _zacc_tile(x_ptr, w_ptr, b, offs_m, offs_h, N, K, H, sxb, sxn, sxk, swh, swk
     # int64 offsets: strided views (a transposed x, an expanded dy) can have strides near 2**31.
     x_ptrs = (x_ptr + b * sxb + offs_m.to(tl.int64)[:, None] * sxn
               + offs_k.to(tl.int64)[None, :] * sxk)
-    # W offsets stay int32 (int64 ones cost ~200 bytes of spills in the backward on sm_90): the host
+    # W offsets stay int32 (int64 ones add spills to the backward on sm_90): the host
     # passes a weight whose offsets fit (_int32_weight).
     w_ptrs = w_ptr + offs_h[None, :] * swh + offs_k[:, None] * swk                 # W^T tile [BK, BN]
     x_step = tl.cast(sxk, tl.int64) * BLOCK_K       # tl.cast: a stride of 1 arrives as a constexpr
@@ -196,15 +196,12 @@ def _sin(x, ACCURATE: tl.constexpr):
 def _cos_poly(x):
     """cos(x) in fp32 for the backward: Cody-Waite reduction by pi/2 in three parts and Cephes' minimax
     polynomials on [-pi/4, pi/4] (about 1 ulp). Branch-free and without local memory: libdevice's cosf
-    (Payne-Hanek path for huge arguments) spills registers in the backward kernel on sm_90 (ptxas -v:
-    512 bytes of spill stores at 64x128x64 / 8 warps, 116 with this). The same code runs under the
-    interpreter. Accuracy limit (max |error| vs float64 cos of the fp32 argument, 2e6 uniform samples,
-    numpy emulation): 9.3e-8 up to |x| = 8192, 2.5e-7 at 1.3e4 (products exact below 8192 * pi/2),
-    7.6e-7 at 1e5, then wrong: 1.1e-2 at 3e5, 2.4e-2 at 1e6. pi-GAN's arguments stay within a few
-    hundred. There is no large-argument fallback (the forward's libdevice sine and the CPU path have
-    one): a tile-wide `if max|x| > 1e4: libdevice.cos` raised the sm_90 backward's spill stores from
-    116 to 164 bytes (64x128x64, 8 warps) and 644 to 1156 (4 warps) by offline ptxas -v, unmeasured on
-    a GPU, so it was left out."""
+    (Payne-Hanek path for huge arguments) spills registers in the backward kernel on sm_90
+    (tests/test_triton_compile.py reports the spills). The same code runs under the interpreter.
+    Accuracy (max |error| vs float64 cos of the fp32 argument): about 1e-7 up to |x| = 8192 (products
+    exact below 8192 * pi/2), 2.5e-7 at 1.3e4, 7.6e-7 at 1e5, then wrong (1e-2 at 3e5). pi-GAN's
+    arguments stay within a few hundred. There is no large-argument fallback (the forward's libdevice
+    sine and the CPU path have one): a tile-wide branch to libdevice.cos adds spills to the backward."""
     j = (x * 0.6366197723675814 + 12582912.0) - 12582912.0            # round-to-nearest(x * 2/pi)
     r = x - j * 1.5703125
     r = r - j * 4.837512969970703125e-4

@@ -453,10 +453,22 @@ def test_cpu_ops_reject_integer_and_mismatched_dtypes():
         ops.film_forward(x, w, b, f[:1], p)
     with pytest.raises(ValueError, match="bias must have shape"):
         ops.film_forward(x, w, b[:2], f, p)
-    with pytest.raises(ValueError, match="x must be a CPU tensor"):
-        ops.film_forward(x.to("meta"), w, b, f, p)
     with pytest.raises(ValueError, match="z must be contiguous"):
         ops.film_bwd_epilogue_(torch.zeros(2, 4, 5).transpose(1, 2), torch.zeros(2, 5, 4), f, p)
+
+
+@pytest.mark.parametrize("op", ["film_forward", "film_forward_pre"])
+def test_raw_cpu_ops_have_autograd(op):
+    """torch.ops.pigan.film_forward / film_forward_pre are complete ops from import on: float64
+    gradcheck and gradgradcheck (film_forward_pre through both of its outputs)."""
+    film = _film()
+    assert film._cpu_ops_available()
+    x, w, b, f, p = make_inputs(2, 5, 3, 4, torch.float64, seed=6, freq_scale=0.5)
+    f = f / 15
+    leaves = [t.requires_grad_() for t in (x, w, b, f, p)]
+    fn = getattr(torch.ops.pigan, op)
+    assert torch.autograd.gradcheck(fn, leaves)
+    assert torch.autograd.gradgradcheck(fn, leaves)
 
 
 def test_auto_runs_native_for_ieee_fp32(monkeypatch):

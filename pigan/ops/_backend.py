@@ -242,11 +242,23 @@ def backend_status(name: str, device: torch.device | str | None = None) -> tuple
     return True, None
 
 
+_notes: dict[str, list[str]] = {}
+
+
+def add_note(backend: str, note: str) -> None:
+    """A line for ``available_backends()[backend]["notes"]``: an op module saying how it uses the
+    backend (e.g. which precisions "auto" sends elsewhere)."""
+    lines = _notes.setdefault(_check_name(backend), [])
+    if note not in lines:
+        lines.append(note)
+
+
 def available_backends() -> dict[str, dict]:
-    """Every backend with whether it is available and, when it is not, why.
+    """Every backend with whether it is available and, when it is not, why, and the op modules'
+    notes on how they use it.
 
     >>> pigan.ops.available_backends()["native"]
-    {'available': True, 'reason': None, 'cpu': True, 'cuda': False, 'cuda_compiled': True}
+    {'available': True, 'reason': None, 'cpu': True, 'cuda': False, 'cuda_compiled': True, 'notes': []}
     """
     out = {}
     for name in ("reference", "native", "triton"):
@@ -259,6 +271,7 @@ def available_backends() -> dict[str, dict]:
             # "cuda": serves CUDA tensors here; "cuda_compiled": the extension holds CUDA kernels.
             entry["cuda_compiled"] = ok and native_has_cuda()
             entry["cuda"] = entry["cuda_compiled"] and torch.cuda.is_available()
+        entry["notes"] = list(_notes.get(name, ()))
         out[name] = entry
     return out
 

@@ -68,6 +68,11 @@ def _check_film_args(x, weight, bias, freq, phase):
 
 def _film_siren(x, weight, bias, freq, phase):
     """Reference twin: eager PyTorch, as pi-GAN's FiLMLayer computes it."""
+    _check_film_args(x, weight, bias, freq, phase)
+    return _film_siren_impl(x, weight, bias, freq, phase)
+
+
+def _film_siren_impl(x, weight, bias, freq, phase):
     parts = _as_parts(x)
     x = parts[0] if len(parts) == 1 else torch.cat(parts, dim=-1)
     y = torch.nn.functional.linear(x, weight, bias)                 # [B, N, H]
@@ -116,10 +121,10 @@ AUTO_NOTE = ("film_siren under auto: Triton for float16/bfloat16 and TF32 float3
 def _select(device, dtype):
     """The backend of one call. "auto" leaves IEEE float32 (no TF32) to the native path: cuBLAS runs
     fp32 GEMMs far faster than Triton's FMA-loop dot."""
-    name, impl = _backend.select("film_siren", device, _FILM_IMPLS)
+    name, impl = FILM.select(device)
     if (name == "triton" and _backend.current_backend() == "auto" and dtype == torch.float32
             and cuda_fp32_matmul_precision() == "ieee" and _backend.backend_status("native", device)[0]):
-        return "native", _FILM_IMPLS["native"]
+        return "native", FILM.impls["native"]
     return name, impl
 
 
@@ -150,29 +155,47 @@ def _cat(parts):
     return parts[0] if len(parts) == 1 else torch.cat(parts, dim=-1)
 
 
-_cpu_ops_state: bool | None = None
+_CPU_OPS = ("film_forward", "film_forward_pre", "film_sine_out", "film_bwd_epilogue_", "film_bwd_pre_")
 
 
 def _cpu_ops_available() -> bool:
-    """Whether pigan._C carries csrc/film_cpu.cpp's ops (registering their fake kernels once)."""
-    global _cpu_ops_state
-    if _cpu_ops_state is None:
-        if _backend.native_module() is None:
-            return False
-        try:
-            for name in ("film_forward", "film_forward_pre", "film_sine_out", "film_bwd_epilogue_",
-                         "film_bwd_pre_"):
-                getattr(torch.ops.pigan, name)
-        except (AttributeError, RuntimeError):
-            _cpu_ops_state = False
-        else:
-            _register_fakes()
-            _cpu_ops_state = True
-    return _cpu_ops_state
+    """Whether pigan._C (loaded) carries csrc/film_cpu.cpp's ops."""
+    return _backend.native_module() is not None and all(hasattr(torch.ops.pigan, n) for n in _CPU_OPS)
 
 
-def _register_fakes():
-    # Shapes for torch.compile / FakeTensor tracing of the native CPU path.
+def _raw_setup(ctx, inputs, output):
+    ctx.save_for_backward(*inputs)
+
+
+def _raw_backward(ctx, *grads):
+    """Autograd of the raw torch.ops.pigan.film_forward / film_forward_pre: film_forward's gradients
+    come from the shared backward (its create_graph branch included); film_forward_pre's second output,
+    the pre-activation, makes the reference twin's differentiable recomputation the simpler choice."""
+    x, weight, bias, freq, phase = ctx.saved_tensors
+    needs = ctx.needs_input_grad                                        # (x, weight, bias, freq, phase)
+    if len(grads) == 1:
+        dw, db, df, dp, dx = _film_backward("native", needs[1:] + needs[:1], grads[0], weight, bias, freq,
+                                            phase, (x,))
+        return dx, dw, db, df, dp
+    inputs = (x, weight, bias, freq, phase)
+    wrt = [t for t, n in zip(inputs, needs) if n and t is not None]
+    create_graph = torch.is_grad_enabled()
+    with torch.enable_grad():
+        z = torch.nn.functional.linear(x, weight, bias)                 # [B, N, H]
+        y = torch.sin(freq.unsqueeze(1) * z + phase.unsqueeze(1))
+        outs, cots = zip(*[(o, g) for o, g in ((y, grads[0]), (z, grads[1])) if g is not None])
+        got = torch.autograd.grad(outs, wrt, cots, create_graph=create_graph, allow_unused=True) if wrt else ()
+    got = iter([torch.zeros_like(t) if g is None else g for t, g in zip(wrt, got)])
+    return tuple(next(got) if n and t is not None else None for t, n in zip(inputs, needs))
+
+
+@_backend.when_native_loaded
+def _register_native():
+    # Fake kernels (shapes for torch.compile / FakeTensor tracing of the native CPU path) and the
+    # autograd of the two forward ops. The others are backward passes that write in place.
+    if not _cpu_ops_available():
+        return
+
     def film_forward_fake(x, weight, bias, freq, phase):
         return x.new_empty((x.shape[0], x.shape[1], weight.shape[0]))
 
@@ -189,10 +212,9 @@ def _register_fakes():
     for name, fn in (("film_forward", film_forward_fake), ("film_forward_pre", film_forward_pre_fake),
                      ("film_sine_out", film_sine_out_fake), ("film_bwd_epilogue_", sums_fake),
                      ("film_bwd_pre_", sums_fake)):
-        try:
-            torch.library.register_fake(f"pigan::{name}", fn)
-        except RuntimeError:  # already registered (e.g. module reloaded)
-            pass
+        _backend.register_fake(f"pigan::{name}", fn)
+    _backend.register_autograd("pigan::film_forward", _raw_backward, _raw_setup)
+    _backend.register_autograd("pigan::film_forward_pre", _raw_backward, _raw_setup)
 
 
 def _fused_cpu(t: torch.Tensor) -> bool:
@@ -298,7 +320,7 @@ def _twin_backward(needs, dy, weight, bias, freq, phase, parts):
     inputs = (weight, bias, freq, phase, *parts)
     wrt = [t for t, n in zip(inputs, needs) if n and t is not None]
     with torch.enable_grad(), torch.autocast(dy.device.type, enabled=False):
-        y = _film_siren(parts, weight, bias, freq, phase)
+        y = _film_siren_impl(parts, weight, bias, freq, phase)
         grads = iter(torch.autograd.grad(y, wrt, dy, create_graph=True)) if wrt else iter(())
     return tuple(next(grads) if n and t is not None else None for t, n in zip(inputs, needs))
 
@@ -337,4 +359,5 @@ def _film_triton(x, weight, bias, freq, phase):
         return _FiLMFunction.apply(path, weight, bias, freq, phase, *parts)
 
 
-_FILM_IMPLS = {"reference": _film_siren, "native": _film_native, "triton": _film_triton}
+FILM = _backend.Op("film_siren", reference=_film_siren_impl, native=_film_native, triton=_film_triton)
+_backend.add_note("triton", AUTO_NOTE)

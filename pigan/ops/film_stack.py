@@ -22,7 +22,7 @@ import torch
 
 from . import _backend
 from ._checks import check_same_device, check_same_dtype, check_tensor
-from .film import _autocast_dtype, _cpu_ops_available, _film_siren, film_siren
+from .film import _autocast_dtype, _cpu_ops_available, _film_siren_impl, film_siren
 
 
 def _check_stack_args(x, weights, biases, freqs, phases):
@@ -65,7 +65,12 @@ def _loop(layer, x, weights, biases, freqs, phases):
 
 def _film_siren_stack(x, weights: Sequence, biases: Sequence, freqs: Sequence, phases: Sequence):
     """Reference twin: pi-GAN's loop of FiLM layers in eager PyTorch."""
-    return _loop(_film_siren, x, weights, biases, freqs, phases)
+    _check_stack_args(x, weights, biases, freqs, phases)
+    return _film_siren_stack_impl(x, weights, biases, freqs, phases)
+
+
+def _film_siren_stack_impl(x, weights, biases, freqs, phases):
+    return _loop(_film_siren_impl, x, weights, biases, freqs, phases)
 
 
 def film_siren_stack(x, weights: Sequence, biases: Sequence, freqs: Sequence, phases: Sequence):
@@ -75,11 +80,12 @@ def film_siren_stack(x, weights: Sequence, biases: Sequence, freqs: Sequence, ph
     tensors = _check_stack_args(x, weights, biases, freqs, phases)
     if _autocast_dtype(x.device.type) is None:
         check_same_dtype(**tensors)
-    _, impl = _backend.select("film_siren_stack", x.device, _STACK_IMPLS)
-    return impl(x, weights, biases, freqs, phases)
+    return STACK.run(x.device, x, weights, biases, freqs, phases)
 
 
 def _film_stack_layers(x, weights, biases, freqs, phases):
+    """The layers one by one on the backend film_siren picks (each call checks its layer again: the
+    per-layer path serves autocast and CUDA, where that cost is small against the GEMM)."""
     return _loop(film_siren, x, weights, biases, freqs, phases)
 
 
@@ -170,9 +176,10 @@ def _twin_stack_backward(need, dy, x, n, params):
     wrt = [t for t, k in zip(inputs, need) if k and t is not None]
     weights, biases, freqs, phases = (params[k * n:(k + 1) * n] for k in range(4))
     with torch.enable_grad():
-        y = _film_siren_stack(x, weights, biases, freqs, phases)
+        y = _film_siren_stack_impl(x, weights, biases, freqs, phases)
         grads = iter(torch.autograd.grad(y, wrt, dy, create_graph=True)) if wrt else iter(())
     return tuple(next(grads) if k and t is not None else None for t, k in zip(inputs, need))
 
 
-_STACK_IMPLS = {"reference": _film_siren_stack, "native": _film_stack_native, "triton": _film_stack_layers}
+STACK = _backend.Op("film_siren_stack", reference=_film_siren_stack_impl, native=_film_stack_native,
+                    triton=_film_stack_layers)
