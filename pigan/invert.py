@@ -6,6 +6,12 @@ additive offsets with Adam (lr 1e-2, weight decay 1e-4, learning rate x0.75 ever
 for ~700 iterations, adding annealed noise 0.03 * randn * (1 - i/n) to the averages; the loss is
 the MSE between the render at the mean pose and the target. The fitted (frequencies, phases) then
 render any other pose.
+
+Beyond pi-GAN: the training loss is noisy (ray jitter, latent noise, random importance samples), so
+every ``check_every`` iterations a clean render (fixed samples, no noise) is scored; the best
+iterate is returned with the final one's score, and a check far worse than the best (a step that
+collapsed the density to empty space, where relu densities have no gradient) restarts from the best
+at half the learning rate. ``--fit-pose`` optimises yaw and pitch too, from a small grid of poses.
 """
 from __future__ import annotations
 
@@ -65,10 +71,13 @@ def pose_grid(options: RenderOptions, yaws: int = 3, pitches: int = 1) -> list[t
 
 
 def _fit(generator, target, avg_f, avg_p, opts, pitch, yaw, *, iterations, lr, weight_decay, lr_step,
-         lr_gamma, noise_std, jitter, fit_pose, pose_lr, check_every, gen, bar):
-    """One optimisation from (pitch, yaw). Keeps the iterate whose clean render (no jitter, no noise,
-    checked every ``check_every`` iterations and at the end) fits best."""
+         lr_gamma, noise_std, jitter, fit_pose, pose_lr, check_every, backtrack, gen, bar):
+    """One optimisation from (pitch, yaw). Keeps the iterate whose clean render (no jitter, no latent
+    noise, the same importance-sampling draws every time; checked every ``check_every`` iterations and
+    at the end) fits best. A check worse than ``backtrack`` x the best restarts from the best iterate
+    with fresh Adam moments and half the learning rates."""
     device = target.device
+    fork = [device] if device.type == "cuda" else []
     f_off = torch.zeros_like(avg_f, requires_grad=True)
     p_off = torch.zeros_like(avg_p, requires_grad=True)
     groups = [{"params": [f_off, p_off]}]
@@ -77,15 +86,25 @@ def _fit(generator, target, avg_f, avg_p, opts, pitch, yaw, *, iterations, lr, w
         groups.append({"params": [pose], "lr": pose_lr, "weight_decay": 0.0})
     opt = torch.optim.Adam(groups, lr=lr, weight_decay=weight_decay)
     sched = torch.optim.lr_scheduler.StepLR(opt, step_size=lr_step, gamma=lr_gamma)
-    losses, checks, best = [], [], None
+    losses, checks, best, backtracks = [], [], None, []
 
     def check(i):
         nonlocal best
-        with torch.no_grad():
+        with torch.no_grad(), torch.random.fork_rng(devices=fork):
+            torch.manual_seed(0)
             f, p = avg_f + f_off, avg_p + p_off
             fit = _render(generator, f, p, opts, pitch=pose[0:1], yaw=pose[1:2], jitter=False)
             mse = F.mse_loss(fit.float(), target).item()
         checks.append((i, mse))
+        if best is not None and backtrack and mse > backtrack * best["mse"]:
+            with torch.no_grad():
+                f_off.copy_(best["frequencies"] - avg_f)
+                p_off.copy_(best["phase_shifts"] - avg_p)
+                pose.copy_(torch.tensor([[best["pitch"]], [best["yaw"]]], device=device))
+            opt.state.clear()
+            for group in opt.param_groups:
+                group["lr"] *= 0.5
+            backtracks.append(i)
         if best is None or mse < best["mse"]:
             best = {"iteration": i, "mse": mse, "frequencies": f.detach().clone(),
                     "phase_shifts": p.detach().clone(), "pitch": pose[0].item(), "yaw": pose[1].item(),
@@ -110,7 +129,7 @@ def _fit(generator, target, avg_f, avg_p, opts, pitch, yaw, *, iterations, lr, w
             bar.set_postfix(mse=f"{losses[-1]:.4f}", best=f"{best['mse']:.4f}", refresh=False)
             bar.update(1)
     final = {"iteration": checks[-1][0], "mse": checks[-1][1], "pitch": pose[0].item(), "yaw": pose[1].item()}
-    return {"best": best, "final": final, "losses": losses, "checks": checks}
+    return {"best": best, "final": final, "losses": losses, "checks": checks, "backtracks": backtracks}
 
 
 def invert(generator, image: torch.Tensor, *, iterations: int = 700, lr: float = 1e-2,
@@ -118,7 +137,7 @@ def invert(generator, image: torch.Tensor, *, iterations: int = 700, lr: float =
            num_avg: int = 10000, options: RenderOptions | None = None, jitter: bool = True, seed: int | None = 0,
            progress: bool = False, fit_pose: bool = False, pose_lr: float = 5e-3,
            start_poses: list | None = None, search_iterations: int = 30, check_every: int = 10,
-           init: tuple | None = None) -> dict:
+           backtrack: float = 2.0, init: tuple | None = None) -> dict:
     """Fit ``image`` ([3, H, W] or [1, 3, H, W] in [-1, 1]) with the frozen ``generator``.
 
     ``options``: render settings (default ``RenderOptions()``; img_size comes from the image).
@@ -128,7 +147,9 @@ def invert(generator, image: torch.Tensor, *, iterations: int = 700, lr: float =
     (frequencies, phase_shifts) [1, 9H] instead of the mean latent (e.g. to refine an earlier fit).
 
     The returned latent and pose are the best iterate seen (clean renders checked every
-    ``check_every`` iterations), never a later, worse one. Returns {"frequencies", "phase_shifts"
+    ``check_every`` iterations), never a later, worse one; a check worse than ``backtrack`` x the
+    best (0: never) restarts from the best iterate at half the learning rate (``backtracks`` lists
+    the iterations where that happened). Returns {"frequencies", "phase_shifts"
     ([1, D] raw mapping-space values), "pitch", "yaw", "fit" ([1, 3, H, W] clean render of them),
     "mse" (its MSE), "best_iteration", "final" (MSE, iteration and pose of the last iterate),
     "losses" (per iteration), "checks" ([(iteration, clean MSE)]), "avg_frequencies",
@@ -151,7 +172,8 @@ def invert(generator, image: torch.Tensor, *, iterations: int = 700, lr: float =
     gen = torch.Generator(device=device)
     gen.manual_seed(seed if seed is not None else torch.seed())
     kw = dict(lr=lr, weight_decay=weight_decay, lr_step=lr_step, lr_gamma=lr_gamma, noise_std=noise_std,
-              jitter=jitter, fit_pose=fit_pose, pose_lr=pose_lr, check_every=check_every, gen=gen)
+              jitter=jitter, fit_pose=fit_pose, pose_lr=pose_lr, check_every=check_every,
+              backtrack=backtrack, gen=gen)
     try:
         with torch.no_grad():
             z = torch.randn(num_avg, generator.z_dim, device=device, generator=gen)
@@ -185,6 +207,7 @@ def invert(generator, image: torch.Tensor, *, iterations: int = 700, lr: float =
     return {"frequencies": best["frequencies"], "phase_shifts": best["phase_shifts"], "pitch": best["pitch"],
             "yaw": best["yaw"], "fit": best["fit"], "mse": best["mse"], "best_iteration": best["iteration"],
             "final": run["final"], "losses": run["losses"], "checks": run["checks"],
+            "backtracks": run["backtracks"],
             "avg_frequencies": avg_f, "avg_phase_shifts": avg_p, "options": opts, "start_pose": start}
 
 
@@ -245,6 +268,8 @@ def summary(res: dict) -> str:
     fin = res["final"]
     text = (f"best mse {res['mse']:.5f} (PSNR {db(res['mse']):.2f} dB) at iteration {res['best_iteration']}, "
             f"final mse {fin['mse']:.5f} (PSNR {db(fin['mse']):.2f} dB)")
+    if res.get("backtracks"):
+        text += f"; restarted from the best iterate at iteration(s) {', '.join(map(str, res['backtracks']))}"
     if res["options"] is not None and (res["pitch"], res["yaw"]) != (res["options"].pitch, res["options"].yaw):
         text += (f"; pose pitch {math.degrees(res['pitch']):.1f} deg, yaw {math.degrees(res['yaw']):.1f} deg "
                  f"(mean pose {math.degrees(res['options'].pitch):.1f}, {math.degrees(res['options'].yaw):.1f})")
@@ -281,6 +306,9 @@ def build_parser():
     p.add_argument("--pose-grid", default="3x1", help="YAWSxPITCHES start poses for --fit-pose, spaced "
                    "+-1 training stddev around the mean pose; the best after --search-iterations wins")
     p.add_argument("--search-iterations", type=int, default=30)
+    p.add_argument("--check-every", type=int, default=10, help="clean-render check (best iterate) every k iterations")
+    p.add_argument("--backtrack", type=float, default=2.0, help="restart from the best iterate at half the "
+                   "learning rate when a check is this many times worse (0: never)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-progress", action="store_true")
     return p
@@ -297,7 +325,8 @@ def _main(argv) -> int:
     from .checkpoints import CheckpointError, load_checkpoint, load_generator
     from .training.config import load_curriculum, validate_curriculum
 
-    for name in ("iterations", "lr_step", "num_avg", "img_size", "views", "frames", "search_iterations"):
+    for name in ("iterations", "lr_step", "num_avg", "img_size", "views", "frames", "search_iterations",
+                 "check_every"):
         _positive("--" + name.replace("_", "-"), getattr(args, name))
     _positive("--num-steps", args.num_steps, minimum=2)
     if not args.lr > 0:
@@ -309,6 +338,8 @@ def _main(argv) -> int:
     except ValueError:
         raise UsageError(f"--pose-grid must be YAWSxPITCHES with positive counts (e.g. 3x1), got "
                          f"{args.pose_grid!r}") from None
+    if args.backtrack < 0 or 0 < args.backtrack <= 1:
+        raise UsageError(f"--backtrack must be 0 (off) or > 1, got {args.backtrack}")
     if not args.pose_lr > 0:
         raise UsageError(f"--pose-lr must be positive, got {args.pose_lr}")
     if not 0 < args.crop_fraction <= 1:
@@ -353,7 +384,8 @@ def _main(argv) -> int:
                          noise_std=args.noise, num_avg=args.num_avg, options=opts, seed=args.seed,
                          progress=not args.no_progress, fit_pose=args.fit_pose, pose_lr=args.pose_lr,
                          start_poses=pose_grid(opts, grid_yaws, grid_pitches) if args.fit_pose else None,
-                         search_iterations=args.search_iterations)
+                         search_iterations=args.search_iterations, check_every=args.check_every,
+                         backtrack=args.backtrack)
             paths = write_outputs(generator, res, target, out, path.stem, views=args.views,
                                   frames=args.frames, yaw_range=args.yaw_range)
             print(f"{path.name}: {summary(res)}; wrote {', '.join(str(p) for p in paths.values())}", flush=True)

@@ -181,3 +181,23 @@ def test_fit_pose_recovers_an_off_centre_pose():
     assert posed["start_pose"] != (opts.pitch, opts.yaw)                  # the grid's +1 stddev yaw won
     assert psnr(posed["fit"][0], target) > psnr(fixed["fit"][0], target) + 10
     assert posed["mse"] <= min(m for _, m in posed["checks"]) and posed["final"]["mse"] >= posed["mse"]
+
+
+def test_best_iterate_is_returned_and_divergence_backtracks():
+    """A learning rate far too large makes the fit diverge: the result is still the best clean
+    check, the final one is reported separately, and the bad checks triggered restarts."""
+    g = _smooth_generator(2)
+    opts = RenderOptions.from_curriculum(OPTS, img_size=8, num_steps=6)
+    with torch.no_grad():
+        f, p = g.siren.mapping_network(torch.randn(1, 16))
+        target = _render(g, f, p, opts, jitter=False)[0]
+    kw = dict(iterations=40, num_avg=100, options=opts, jitter=False, seed=0, lr=30.0, check_every=5)
+    free = invert(g, target, backtrack=0, **kw)
+    assert free["mse"] == min(m for _, m in free["checks"]) and free["final"]["mse"] > 2 * free["mse"]
+    assert free["backtracks"] == []
+    # The returned fit is the render of the returned latent (checks use fixed importance samples).
+    again = _render(g, free["frequencies"], free["phase_shifts"], opts, jitter=False)
+    assert torch.nn.functional.mse_loss(again, target.unsqueeze(0)).item() == pytest.approx(free["mse"], rel=1e-5)
+    guarded = invert(g, target, backtrack=2.0, **kw)
+    assert guarded["backtracks"] and guarded["mse"] <= free["mse"] * 1.0001
+    assert "restarted" in __import__("pigan.invert", fromlist=["summary"]).summary(guarded)
