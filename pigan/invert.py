@@ -137,7 +137,7 @@ def invert(generator, image: torch.Tensor, *, iterations: int = 700, lr: float =
            num_avg: int = 10000, options: RenderOptions | None = None, jitter: bool = True, seed: int | None = 0,
            progress: bool = False, fit_pose: bool = False, pose_lr: float = 5e-3,
            start_poses: list | None = None, search_iterations: int = 30, check_every: int = 10,
-           backtrack: float = 2.0, init: tuple | None = None) -> dict:
+           backtrack: float = 1.5, init: tuple | None = None) -> dict:
     """Fit ``image`` ([3, H, W] or [1, 3, H, W] in [-1, 1]) with the frozen ``generator``.
 
     ``options``: render settings (default ``RenderOptions()``; img_size comes from the image).
@@ -307,7 +307,7 @@ def build_parser():
                    "+-1 training stddev around the mean pose; the best after --search-iterations wins")
     p.add_argument("--search-iterations", type=int, default=30)
     p.add_argument("--check-every", type=int, default=10, help="clean-render check (best iterate) every k iterations")
-    p.add_argument("--backtrack", type=float, default=2.0, help="restart from the best iterate at half the "
+    p.add_argument("--backtrack", type=float, default=1.5, help="restart from the best iterate at half the "
                    "learning rate when a check is this many times worse (0: never)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-progress", action="store_true")

@@ -156,7 +156,7 @@ def find_inception_weights(path=None) -> Path:
     raise InceptionWeightsNotFound(
         f"InceptionV3 weights {INCEPTION_FILE} not found (looked at: {'; '.join(looked)}). It is "
         f"torch-fidelity's FID Inception, normally downloaded on first use from {_weights_url()}; "
-        f"on a machine without network access copy that file here and pass --inception PATH or set "
+        f"on a machine without network access copy that file to this machine and pass --inception PATH or set "
         f"{INCEPTION_ENV}=PATH.")
 
 

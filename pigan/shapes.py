@@ -10,8 +10,9 @@ origin in world units), a mesh from marching cubes (scikit-image) as ``.ply`` (p
 colours from the radiance field seen from the frontal camera's direction, as pi-GAN's renders with a
 locked view direction) and, on request, ``.obj`` (``v x y z r g b`` lines) and a shaded PNG preview.
 
-Iso-level: the ``shape_level`` key of the checkpoint's curriculum when present, else ``DEFAULT_LEVEL``
-(10, pi-GAN's extract_shapes.py default, in raw sigma units); ``--level`` overrides.
+Iso-level (raw sigma units): the ``shape_level`` key of the checkpoint's curriculum when present,
+else ``DEMO_LEVEL`` (0.2) for the demo's procedural dataset, else ``DEFAULT_LEVEL`` (10, pi-GAN's
+extract_shapes.py default); ``--level`` overrides.
 """
 from __future__ import annotations
 
@@ -205,10 +206,16 @@ def render_mesh_png(vertices: np.ndarray, faces: np.ndarray, path, colors: np.nd
     rot_x = np.array([[1, 0, 0], [0, cp, -sp], [0, sp, cp]])
     v = (v - v.mean(0)) @ (rot_x @ rot_y).T                         # camera looks along -z
     tri = v[faces]                                                   # [F, 3, 3]
-    normals = np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])
+    normals = np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])       # area-weighted
+    # Shade with vertex normals averaged over the neighbouring faces: flat face normals show the
+    # voxel grid's terraces as bands.
+    vn = np.zeros_like(v)
+    for i in range(3):
+        np.add.at(vn, faces[:, i], normals)
+    vn /= np.linalg.norm(vn, axis=1, keepdims=True) + 1e-12
     normals /= np.linalg.norm(normals, axis=1, keepdims=True) + 1e-12
     light = np.array([0.3, 0.5, 0.8]) / np.linalg.norm([0.3, 0.5, 0.8])
-    shade = 0.25 + 0.75 * np.clip(normals @ light, 0, 1)
+    shade = 0.25 + 0.75 * np.clip(vn[faces].mean(1) @ light, 0, 1)
     base = (colors[faces].mean(1) if colors is not None else np.full((len(faces), 3), 200.0))
     rgb = np.clip(base * shade[:, None], 0, 255).astype(np.uint8)
     scale = 0.9 * size / max(np.ptp(v[:, :2], axis=0).max(), 1e-9)
@@ -225,10 +232,19 @@ def render_mesh_png(vertices: np.ndarray, faces: np.ndarray, path, colors: np.nd
 
 
 # ------------------------------------------------------------------------------------ CLI
+# The demo model (procedural dataset, narrow siren, a few hundred steps) learns densities of about
+# -0.1 outside and +0.5 inside its shapes, far below pi-GAN's 10: its level sits between the two.
+DEMO_LEVEL = 0.2
+
+
 def default_level(config: dict | None) -> float:
-    """The curriculum's ``shape_level``, else pi-GAN's default."""
-    if config and config.get("shape_level") is not None:
+    """The curriculum's ``shape_level``, else DEMO_LEVEL for the procedural dataset, else pi-GAN's 10."""
+    config = config or {}
+    if config.get("shape_level") is not None:
         return float(config["shape_level"])
+    from pigan.data import PROCEDURAL_NAMES
+    if str(config.get("dataset", "")).lower() in PROCEDURAL_NAMES:
+        return DEMO_LEVEL
     return DEFAULT_LEVEL
 
 
@@ -247,7 +263,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "(default 0.3, pi-GAN's)")
     ap.add_argument("--psi", type=float, default=0.5, help="truncation (default 0.5, pi-GAN's)")
     ap.add_argument("--level", type=float, default=None, help="iso-level on raw sigma (default: the "
-                    f"curriculum's shape_level, else {DEFAULT_LEVEL:g})")
+                    f"curriculum's shape_level, else {DEMO_LEVEL:g} for the demo dataset, else {DEFAULT_LEVEL:g})")
     ap.add_argument("--chunk-size", type=int, default=65536, help="points per siren call")
     ap.add_argument("--no-mesh", action="store_true", help="write only the .mrc volume")
     ap.add_argument("--obj", action="store_true", help="also write .obj meshes")

@@ -160,3 +160,10 @@ def test_cli_writes_volume_mesh_and_preview(gen, tmp_path, capsys):
     assert shapes.main([str(tmp_path / "missing.pt"), "--out", str(tmp_path / "o3")]) == 2
     with pytest.raises(SystemExit):
         shapes.main([str(path), "--out", str(tmp_path / "o4"), "--resolution", "1"])
+
+
+def test_default_levels():
+    assert shapes.default_level(None) == shapes.DEFAULT_LEVEL == 10
+    assert shapes.default_level(get_curriculum("celeba")) == 10
+    assert shapes.default_level(get_curriculum("demo")) == shapes.DEMO_LEVEL
+    assert shapes.default_level({"shape_level": 3, "dataset": "procedural"}) == 3
