@@ -150,8 +150,11 @@ def generated_features(generator, extractor, options: RenderOptions, count: int 
             horizontal_mean=options.h_mean, vertical_mean=options.v_mean, device="cpu",
             mode=options.sample_dist)
     options = options.replace(img_size=size, nerf_noise=0.0)
-    if psi != 1:
-        generator.generate_avg_frequencies()
+    fork = [dev] if dev.type == "cuda" else []
+    if psi != 1:                        # the same average on every rank, training RNG untouched
+        with torch.random.fork_rng(devices=fork):
+            torch.manual_seed(seed)
+            generator.generate_avg_frequencies()
     was_training = generator.training
     generator.eval()
     n_batches = math.ceil(count / batch_size)
@@ -160,7 +163,7 @@ def generated_features(generator, extractor, options: RenderOptions, count: int 
     try:
         for k in _progress(mine, progress and rank == 0, "generated features"):
             sl = slice(k * batch_size, min((k + 1) * batch_size, count))
-            with torch.random.fork_rng(devices=[dev] if dev.type == "cuda" else []):
+            with torch.random.fork_rng(devices=fork):
                 torch.manual_seed(seed * 1_000_003 + k)
                 zk = z[sl].to(dev)
                 if psi == 1:
