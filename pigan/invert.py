@@ -9,9 +9,10 @@ render any other pose.
 
 Beyond pi-GAN: the training loss is noisy (ray jitter, latent noise, random importance samples), so
 every ``check_every`` iterations a clean render (fixed samples, no noise) is scored; the best
-iterate is returned with the final one's score, and a check far worse than the best (a step that
-collapsed the density to empty space, where relu densities have no gradient) restarts from the best
-at half the learning rate. ``--fit-pose`` optimises yaw and pitch too, from a small grid of poses.
+iterate is returned with the final one's score, and a check far worse than the best restarts from
+the best at half the learning rate: with Adam at lr 1e-2 every raw frequency offset moves by up to
+lr per step and the siren multiplies it by 15, so late steps can overshoot (on the demo model, the
+density grows until it fills the frame and the error climbs back up). ``--fit-pose`` optimises yaw and pitch too, from a small grid of poses.
 """
 from __future__ import annotations
 
