@@ -471,6 +471,17 @@ def test_raw_cpu_ops_have_autograd(op):
     assert torch.autograd.gradgradcheck(fn, leaves)
 
 
+def test_film_registration_runs_inside_the_native_load(monkeypatch):
+    """film's registration hook may be the one that loads pigan._C (film imported first): it must not
+    re-enter the load (it recursed without end)."""
+    from pigan.ops import _backend
+    film = _film()
+    monkeypatch.setattr(_backend, "_native_loaded", False)
+    monkeypatch.setattr(_backend, "_native", None)
+    monkeypatch.setattr(_backend, "_native_hooks", [film._register_native])
+    assert _backend.native_module() is not None and film._cpu_ops_available()
+
+
 def test_auto_runs_native_for_ieee_fp32(monkeypatch):
     """Where "auto" would pick Triton, IEEE fp32 (TF32 off) runs the cuBLAS-based native path instead;
     TF32, half and bfloat16 stay on Triton, and an explicit "triton" is obeyed."""

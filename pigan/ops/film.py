@@ -158,9 +158,13 @@ def _cat(parts):
 _CPU_OPS = ("film_forward", "film_forward_pre", "film_sine_out", "film_bwd_epilogue_", "film_bwd_pre_")
 
 
+def _has_cpu_ops() -> bool:
+    return all(hasattr(torch.ops.pigan, n) for n in _CPU_OPS)
+
+
 def _cpu_ops_available() -> bool:
     """Whether pigan._C (loaded) carries csrc/film_cpu.cpp's ops."""
-    return _backend.native_module() is not None and all(hasattr(torch.ops.pigan, n) for n in _CPU_OPS)
+    return _backend.native_module() is not None and _has_cpu_ops()
 
 
 def _raw_setup(ctx, inputs, output):
@@ -192,8 +196,9 @@ def _raw_backward(ctx, *grads):
 @_backend.when_native_loaded
 def _register_native():
     # Fake kernels (shapes for torch.compile / FakeTensor tracing of the native CPU path) and the
-    # autograd of the two forward ops. The others are backward passes that write in place.
-    if not _cpu_ops_available():
+    # autograd of the two forward ops. The others are backward passes that write in place. This runs
+    # inside pigan._C's loading (native_module() would re-enter it): ask torch.ops directly.
+    if not _has_cpu_ops():
         return
 
     def film_forward_fake(x, weight, bias, freq, phase):
