@@ -271,7 +271,8 @@ def summary(res: dict) -> str:
             f"final mse {fin['mse']:.5f} (PSNR {db(fin['mse']):.2f} dB)")
     if res.get("backtracks"):
         text += f"; restarted from the best iterate at iteration(s) {', '.join(map(str, res['backtracks']))}"
-    if res["options"] is not None and (res["pitch"], res["yaw"]) != (res["options"].pitch, res["options"].yaw):
+    o = res["options"]
+    if o is not None and max(abs(res["pitch"] - o.pitch), abs(res["yaw"] - o.yaw)) > 1e-6:
         text += (f"; pose pitch {math.degrees(res['pitch']):.1f} deg, yaw {math.degrees(res['yaw']):.1f} deg "
                  f"(mean pose {math.degrees(res['options'].pitch):.1f}, {math.degrees(res['options'].yaw):.1f})")
     return text
