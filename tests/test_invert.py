@@ -164,8 +164,8 @@ def test_pose_gradient_matches_finite_differences():
 def test_fit_pose_recovers_an_off_centre_pose():
     """From the true latent, the pose is the only unknown: a render 14 degrees off in yaw and 4.6 in
     pitch is recovered within a degree and the fit beats the fixed-pose fit. (Jointly with the
-    latent, this untrained generator can explain a pose change by the latent: its low-contrast
-    renders are not identifiable; the demo checkpoint's README example shows the joint fit.)"""
+    latent, this untrained generator explains a pose change by the latent: its low-contrast renders
+    do not identify the pose.)"""
     g = _smooth_generator(0)
     opts = RenderOptions.from_curriculum(OPTS, img_size=12, num_steps=8)
     with torch.no_grad():
