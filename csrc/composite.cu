@@ -79,15 +79,21 @@ const T* opt_ptr(const at::Tensor& t) {
   return t.defined() ? t.const_data_ptr<T>() : nullptr;
 }
 
+// Rays N = B*R, samples S and channels C of rs [B, R, S, C+1], as the kernels take them.
+struct RayShape {
+  int64_t N;
+  int S, C;
+};
+
 // The launch shared by the four ops: one thread per ray, the kernel picked by element type and
-// channel count, on the current stream. launch(Type<T>, integral_constant<NC>, grid, stream).
+// channel count, on the current stream. launch(Type<T>, integral_constant<NC>, shape, grid, stream).
 template <typename F>
 void launch_per_ray(const at::Tensor& rs, const char* op, F&& launch) {
-  const int64_t N = rs.size(0) * rs.size(1);
-  if (N == 0) return;
+  const RayShape g{rs.size(0) * rs.size(1), int(rs.size(2)), int(rs.size(3) - 1)};
+  if (g.N == 0) return;
   const auto stream = c10::cuda::getCurrentCUDAStream();
-  dispatch_float_channels<true>(rs.scalar_type(), rs.size(3) - 1, op, [&](auto t, auto nc) {
-    launch(t, nc, blocks_for(N), stream);
+  dispatch_float_channels<true>(rs.scalar_type(), g.C, op, [&](auto t, auto nc) {
+    launch(t, nc, g, blocks_for(g.N), stream);
     C10_CUDA_KERNEL_LAUNCH_CHECK();
   });
 }
@@ -97,13 +103,11 @@ void launch_per_ray(const at::Tensor& rs, const char* op, F&& launch) {
 void composite_fwd(const at::Tensor& rs, const at::Tensor& z, const at::Tensor& noise, int clamp,
                    bool last_back, bool white_back, int fill, const at::Tensor& rgb,
                    const at::Tensor& depth, const at::Tensor& weights) {
-  const int64_t N = rs.size(0) * rs.size(1);
-  const int S = int(rs.size(2)), C = int(rs.size(3) - 1);
-  launch_per_ray(rs, "composite_fwd", [&](auto t, auto nc, unsigned grid, cudaStream_t stream) {
+  launch_per_ray(rs, "composite_fwd", [&](auto t, auto nc, RayShape g, unsigned grid, auto stream) {
     using T = typename decltype(t)::type;
     composite_fwd_kernel<T, decltype(nc)::value><<<grid, kThreads, 0, stream>>>(
-        rs.const_data_ptr<T>(), z.const_data_ptr<T>(), opt_ptr<T>(noise), N, S, C, clamp, last_back,
-        white_back, fill, rgb.mutable_data_ptr<T>(), depth.mutable_data_ptr<T>(),
+        rs.const_data_ptr<T>(), z.const_data_ptr<T>(), opt_ptr<T>(noise), g.N, g.S, g.C, clamp,
+        last_back, white_back, fill, rgb.mutable_data_ptr<T>(), depth.mutable_data_ptr<T>(),
         weights.mutable_data_ptr<T>());
   });
 }
@@ -112,25 +116,22 @@ void composite_bwd(const at::Tensor& g_rgb, const at::Tensor& g_depth, const at:
                    const at::Tensor& rs, const at::Tensor& z, const at::Tensor& noise, int clamp,
                    bool last_back, bool white_back, int fill, const at::Tensor& tbuf,
                    const at::Tensor& grad) {
-  const int64_t N = rs.size(0) * rs.size(1);
-  const int S = int(rs.size(2)), C = int(rs.size(3) - 1);
-  launch_per_ray(rs, "composite_bwd", [&](auto t, auto nc, unsigned grid, cudaStream_t stream) {
+  launch_per_ray(rs, "composite_bwd", [&](auto t, auto nc, RayShape g, unsigned grid, auto stream) {
     using T = typename decltype(t)::type;
     composite_bwd_kernel<T, decltype(nc)::value><<<grid, kThreads, 0, stream>>>(
         g_rgb.const_data_ptr<T>(), g_depth.const_data_ptr<T>(), g_w.const_data_ptr<T>(),
-        rs.const_data_ptr<T>(), z.const_data_ptr<T>(), opt_ptr<T>(noise), N, S, C, clamp, last_back,
-        white_back, fill, tbuf.mutable_data_ptr<at::opmath_type<T>>(), grad.mutable_data_ptr<T>());
+        rs.const_data_ptr<T>(), z.const_data_ptr<T>(), opt_ptr<T>(noise), g.N, g.S, g.C, clamp,
+        last_back, white_back, fill, tbuf.mutable_data_ptr<at::opmath_type<T>>(),
+        grad.mutable_data_ptr<T>());
   });
 }
 
 void midpoint_fwd(const at::Tensor& rs, const at::Tensor& z, int clamp, bool white_back,
                   const at::Tensor& rgb, const at::Tensor& depth, const at::Tensor& weights) {
-  const int64_t N = rs.size(0) * rs.size(1);
-  const int S = int(rs.size(2)), C = int(rs.size(3) - 1);
-  launch_per_ray(rs, "midpoint_fwd", [&](auto t, auto nc, unsigned grid, cudaStream_t stream) {
+  launch_per_ray(rs, "midpoint_fwd", [&](auto t, auto nc, RayShape g, unsigned grid, auto stream) {
     using T = typename decltype(t)::type;
     midpoint_fwd_kernel<T, decltype(nc)::value><<<grid, kThreads, 0, stream>>>(
-        rs.const_data_ptr<T>(), z.const_data_ptr<T>(), N, S, C, clamp, white_back,
+        rs.const_data_ptr<T>(), z.const_data_ptr<T>(), g.N, g.S, g.C, clamp, white_back,
         rgb.mutable_data_ptr<T>(), depth.mutable_data_ptr<T>(), weights.mutable_data_ptr<T>());
   });
 }
@@ -138,13 +139,11 @@ void midpoint_fwd(const at::Tensor& rs, const at::Tensor& z, int clamp, bool whi
 void midpoint_bwd(const at::Tensor& g_rgb, const at::Tensor& g_depth, const at::Tensor& g_w,
                   const at::Tensor& rs, const at::Tensor& z, int clamp, bool white_back,
                   const at::Tensor& tbuf, const at::Tensor& grad) {
-  const int64_t N = rs.size(0) * rs.size(1);
-  const int S = int(rs.size(2)), C = int(rs.size(3) - 1);
-  launch_per_ray(rs, "midpoint_bwd", [&](auto t, auto nc, unsigned grid, cudaStream_t stream) {
+  launch_per_ray(rs, "midpoint_bwd", [&](auto t, auto nc, RayShape g, unsigned grid, auto stream) {
     using T = typename decltype(t)::type;
     midpoint_bwd_kernel<T, decltype(nc)::value><<<grid, kThreads, 0, stream>>>(
         g_rgb.const_data_ptr<T>(), g_depth.const_data_ptr<T>(), g_w.const_data_ptr<T>(),
-        rs.const_data_ptr<T>(), z.const_data_ptr<T>(), N, S, C, clamp, white_back,
+        rs.const_data_ptr<T>(), z.const_data_ptr<T>(), g.N, g.S, g.C, clamp, white_back,
         tbuf.mutable_data_ptr<at::opmath_type<T>>(), grad.mutable_data_ptr<T>());
   });
 }

@@ -113,9 +113,7 @@ PIGAN_HD void composite_fwd_ray_terms(const Terms& tm, const T* rs, const T* z, 
   const int K = C + 1;
   A W = A(0);
   for (int c0 = 0; c0 < C; c0 += CH) {
-    A acc[CH];
-#pragma unroll
-    for (int k = 0; k < CH; ++k) acc[k] = A(0);
+    A acc[CH] = {};  // value-initialised: A(0)
     A trans = A(1), wsum = A(0), dsum = A(0);
     for (int i = 0; i < S; ++i) {
       const A alpha = A(1) - tm.e(i);
@@ -377,9 +375,7 @@ PIGAN_HD void midpoint_fwd_ray(const T* rs, const T* z, int S, int c_rt, int cla
   const int n = S - 1;
   A W = A(0), N = A(0);
   for (int c0 = 0; c0 < C; c0 += CH) {
-    A acc[CH];
-#pragma unroll
-    for (int k = 0; k < CH; ++k) acc[k] = A(0);
+    A acc[CH] = {};  // value-initialised: A(0)
     A trans = A(1), wsum = A(0), nsum = A(0);
     for (int i = 0; i < n; ++i) {
       const A sm = (A(rs[i * K + C]) + A(rs[(i + 1) * K + C])) / A(2);

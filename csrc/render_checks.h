@@ -6,11 +6,20 @@
 #include <c10/util/Exception.h>
 #include <c10/util/Optional.h>
 
+#include <tuple>
+
 namespace pigan {
 
 // When set (tests), outputs are filled with NaN / -1 before the kernels write them.
 bool& poison_outputs();
 at::Tensor new_output(at::IntArrayRef sizes, const at::TensorOptions& opts);
+// The forward outputs of the compositing ops for rs [B, R, S, C+1]: rgb [B, R, C], depth [B, R, 1],
+// weights [B, R, n, 1] (n = S, or S - 1 for the midpoint quadrature).
+inline std::tuple<at::Tensor, at::Tensor, at::Tensor> new_fwd_outputs(const at::Tensor& rs, int64_t n) {
+  const int64_t B = rs.size(0), R = rs.size(1), C = rs.size(3) - 1;
+  return {new_output({B, R, C}, rs.options()), new_output({B, R, 1}, rs.options()),
+          new_output({B, R, n, 1}, rs.options())};
+}
 // When set (tests), the CPU sample_pdf runs the CUDA kernel's per-sample code instead of its cdf table.
 bool& sample_pdf_scan_mode();
 // When set (tests), the CPU compositing backward recomputes exponentials as the CUDA kernel does.
@@ -127,3 +136,12 @@ inline void check_merge(const at::Tensor& zc, const at::Tensor& zf) {
 }
 
 }  // namespace pigan
+
+// Registers every rendering op for one backend: the entry points are named <op>_<suffix>.
+#define PIGAN_IMPL_RENDER_OPS(m, suffix)                     \
+  m.impl("composite_fwd", &pigan::composite_fwd_##suffix);  \
+  m.impl("composite_bwd", &pigan::composite_bwd_##suffix);  \
+  m.impl("midpoint_fwd", &pigan::midpoint_fwd_##suffix);    \
+  m.impl("midpoint_bwd", &pigan::midpoint_bwd_##suffix);    \
+  m.impl("sample_pdf", &pigan::sample_pdf_##suffix);        \
+  m.impl("merge_samples", &pigan::merge_samples_##suffix)

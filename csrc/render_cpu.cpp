@@ -32,39 +32,102 @@ at::Tensor back(const at::Tensor& t, at::ScalarType dtype) {
 // Rays per task: compositing costs ~S*C flops per ray, so a few hundred rays amortise a task.
 int64_t grain_for(int64_t per_ray) { return std::max<int64_t>(1, 16384 / std::max<int64_t>(per_ray, 1)); }
 
+template <typename T>
+const T* opt_ptr(const at::Tensor& t) {
+  return t.defined() ? t.data_ptr<T>() : nullptr;
+}
+
+// Typed pointers of the compositing forward ops, N = B*R rays.
+template <typename T>
+struct FwdPtrs {
+  const T* rs;     // [N, S, C+1]
+  const T* z;      // [N, S]
+  const T* noise;  // [N, S] or nullptr
+  T* rgb;          // [N, C]
+  T* depth;        // [N]
+  T* weights;      // [N, n]
+};
+
+// Typed pointers of the compositing backward ops, N = B*R rays.
+template <typename T>
+struct BwdPtrs {
+  const T* rs;       // [N, S, C+1]
+  const T* z;        // [N, S]
+  const T* noise;    // [N, S] or nullptr
+  const T* g_rgb;    // [N, C]
+  const T* g_depth;  // [N]
+  const T* g_w;      // [N, n]
+  T* grad;           // [N, S, C+1]
+};
+
+// rays(Type<T>, integral_constant<NC>, ptrs, begin, end) over ranges of the rays of rs [B, R, S, C+1],
+// in parallel, element type and channel count dispatched once.
+template <typename P, typename F>
+void parallel_over_rays(const at::Tensor& rs, const char* op, P&& make_ptrs, F&& rays) {
+  const int64_t S = rs.size(2), C = rs.size(3) - 1;
+  dispatch_float_channels<false>(rs.scalar_type(), C, op, [&](auto t, auto nc) {
+    const auto ptrs = make_ptrs(t);
+    at::parallel_for(0, rs.size(0) * rs.size(1), grain_for(S * (C + 1)),
+                     [&](int64_t b, int64_t e) { rays(t, nc, ptrs, b, e); });
+  });
+}
+
+// The shared body of the forward ops (inputs already checked): work in float32 for float16 /
+// bfloat16, allocate the outputs with n weights per ray, run `rays`, cast back.
+template <typename F>
+std::tuple<at::Tensor, at::Tensor, at::Tensor> run_fwd_cpu(
+    const at::Tensor& rs_in, const at::Tensor& z_in, const c10::optional<at::Tensor>& noise_in,
+    int64_t n, const char* op, F&& rays) {
+  const auto dtype = rs_in.scalar_type();
+  const at::Tensor rs = work(rs_in), z = work(z_in);
+  const at::Tensor noise = noise_in.has_value() ? work(*noise_in) : at::Tensor();
+  at::Tensor rgb, depth, weights;
+  std::tie(rgb, depth, weights) = new_fwd_outputs(rs, n);
+  const auto make_ptrs = [&](auto t) {
+    using T = typename decltype(t)::type;
+    return FwdPtrs<T>{rs.data_ptr<T>(),  z.data_ptr<T>(),     opt_ptr<T>(noise),
+                      rgb.data_ptr<T>(), depth.data_ptr<T>(), weights.data_ptr<T>()};
+  };
+  parallel_over_rays(rs, op, make_ptrs, rays);
+  return {back(rgb, dtype), back(depth, dtype), back(weights, dtype)};
+}
+
+// The shared body of the backward ops (inputs already checked), as run_fwd_cpu.
+template <typename F>
+at::Tensor run_bwd_cpu(const at::Tensor& g_rgb_in, const at::Tensor& g_depth_in,
+                       const at::Tensor& g_w_in, const at::Tensor& rs_in, const at::Tensor& z_in,
+                       const c10::optional<at::Tensor>& noise_in, const char* op, F&& rays) {
+  const auto dtype = rs_in.scalar_type();
+  const at::Tensor rs = work(rs_in), z = work(z_in);
+  const at::Tensor noise = noise_in.has_value() ? work(*noise_in) : at::Tensor();
+  const at::Tensor g_rgb = work(g_rgb_in), g_depth = work(g_depth_in), g_w = work(g_w_in);
+  at::Tensor grad = new_output(rs.sizes(), rs.options());
+  const auto make_ptrs = [&](auto t) {
+    using T = typename decltype(t)::type;
+    return BwdPtrs<T>{rs.data_ptr<T>(),    z.data_ptr<T>(),       opt_ptr<T>(noise),
+                      g_rgb.data_ptr<T>(), g_depth.data_ptr<T>(), g_w.data_ptr<T>(),
+                      grad.data_ptr<T>()};
+  };
+  parallel_over_rays(rs, op, make_ptrs, rays);
+  return back(grad, dtype);
+}
+
 std::tuple<at::Tensor, at::Tensor, at::Tensor> composite_fwd_cpu(
     const at::Tensor& rs_in, const at::Tensor& z_in, const c10::optional<at::Tensor>& noise_in,
     int64_t clamp, bool last_back, bool white_back, int64_t fill) {
   check_composite(rs_in, z_in, noise_in, clamp, fill, false);
-  const auto dtype = rs_in.scalar_type();
-  const at::Tensor rs = work(rs_in), z = work(z_in);
-  const at::Tensor noise = noise_in.has_value() ? work(*noise_in) : at::Tensor();
-  const int64_t B = rs.size(0), R = rs.size(1), S = rs.size(2), C = rs.size(3) - 1, N = B * R;
-  at::Tensor rgb = new_output({B, R, C}, rs.options());
-  at::Tensor depth = new_output({B, R, 1}, rs.options());
-  at::Tensor weights = new_output({B, R, S, 1}, rs.options());
-  dispatch_float_channels<false>(rs.scalar_type(), C, "composite_fwd_cpu", [&](auto t, auto nc) {
+  const int64_t S = rs_in.size(2), C = rs_in.size(3) - 1, nb = block_rays(S);
+  const auto rays = [&](auto t, auto nc, const auto& p, int64_t b, int64_t e) {
     using scalar_t = typename decltype(t)::type;
-    constexpr int NC = decltype(nc)::value;
-    const scalar_t* prs = rs.data_ptr<scalar_t>();
-    const scalar_t* pz = z.data_ptr<scalar_t>();
-    const scalar_t* pn = noise.defined() ? noise.data_ptr<scalar_t>() : nullptr;
-    scalar_t* prgb = rgb.data_ptr<scalar_t>();
-    scalar_t* pd = depth.data_ptr<scalar_t>();
-    scalar_t* pw = weights.data_ptr<scalar_t>();
-    const int64_t nb = block_rays(S);
-    at::parallel_for(0, N, grain_for(S * (C + 1)), [&](int64_t b, int64_t e) {
-      std::vector<scalar_t> buf(2 * nb * S);
-      for (int64_t r0 = b; r0 < e; r0 += nb) {
-        composite_fwd_block<scalar_t, NC>(prs + r0 * S * (C + 1), pz + r0 * S,
-                                          pn ? pn + r0 * S : nullptr, std::min(nb, e - r0),
-                                          int(S), int(C), int(clamp), last_back, white_back,
-                                          int(fill), buf.data(), prgb + r0 * C, pd + r0,
-                                          pw + r0 * S);
-      }
-    });
-  });
-  return {back(rgb, dtype), back(depth, dtype), back(weights, dtype)};
+    std::vector<scalar_t> buf(2 * nb * S);
+    for (int64_t r0 = b; r0 < e; r0 += nb) {
+      composite_fwd_block<scalar_t, decltype(nc)::value>(
+          p.rs + r0 * S * (C + 1), p.z + r0 * S, p.noise ? p.noise + r0 * S : nullptr,
+          std::min(nb, e - r0), int(S), int(C), int(clamp), last_back, white_back, int(fill),
+          buf.data(), p.rgb + r0 * C, p.depth + r0, p.weights + r0 * S);
+    }
+  };
+  return run_fwd_cpu(rs_in, z_in, noise_in, S, "composite_fwd_cpu", rays);
 }
 
 at::Tensor composite_bwd_cpu(const at::Tensor& g_rgb_in, const at::Tensor& g_depth_in,
@@ -73,76 +136,47 @@ at::Tensor composite_bwd_cpu(const at::Tensor& g_rgb_in, const at::Tensor& g_dep
                              int64_t clamp, bool last_back, bool white_back, int64_t fill) {
   check_composite(rs_in, z_in, noise_in, clamp, fill, false);
   check_cotangents(g_rgb_in, g_depth_in, g_w_in, rs_in, rs_in.size(2));
-  const auto dtype = rs_in.scalar_type();
-  const at::Tensor rs = work(rs_in), z = work(z_in);
-  const at::Tensor noise = noise_in.has_value() ? work(*noise_in) : at::Tensor();
-  const at::Tensor g_rgb = work(g_rgb_in), g_depth = work(g_depth_in), g_w = work(g_w_in);
-  const int64_t B = rs.size(0), R = rs.size(1), S = rs.size(2), C = rs.size(3) - 1, N = B * R;
-  at::Tensor grad = new_output(rs.sizes(), rs.options());
-  dispatch_float_channels<false>(rs.scalar_type(), C, "composite_bwd_cpu", [&](auto t, auto nc) {
+  const int64_t S = rs_in.size(2), C = rs_in.size(3) - 1, nb = block_rays(S);
+  const bool recompute = composite_recompute_mode();
+  const auto rays = [&](auto t, auto nc, const auto& p, int64_t b, int64_t e) {
     using scalar_t = typename decltype(t)::type;
     constexpr int NC = decltype(nc)::value;
-    const scalar_t* prs = rs.data_ptr<scalar_t>();
-    const scalar_t* pz = z.data_ptr<scalar_t>();
-    const scalar_t* pn = noise.defined() ? noise.data_ptr<scalar_t>() : nullptr;
-    const scalar_t* pgr = g_rgb.data_ptr<scalar_t>();
-    const scalar_t* pgd = g_depth.data_ptr<scalar_t>();
-    const scalar_t* pgw = g_w.data_ptr<scalar_t>();
-    scalar_t* pg = grad.data_ptr<scalar_t>();
-    const bool recompute = composite_recompute_mode();
-    const int64_t nb = block_rays(S);
-    at::parallel_for(0, N, grain_for(S * (C + 1)), [&](int64_t b, int64_t e) {
-      std::vector<scalar_t> buf(6 * nb * S + 2 * nb + std::max<int64_t>(S, 1));
-      for (int64_t r0 = b; r0 < e; r0 += nb) {
-        const int64_t n = std::min(nb, e - r0);
-        if (recompute) {  // the CUDA kernel's variant
-          for (int64_t r = r0; r < r0 + n; ++r) {
-            composite_bwd_ray<scalar_t, scalar_t, NC>(
-                prs + r * S * (C + 1), pz + r * S, pn ? pn + r * S : nullptr, pgr + r * C,
-                pgd + r, pgw + r * S, int(S), int(C), int(clamp), last_back, white_back,
-                int(fill), buf.data(), 1, pg + r * S * (C + 1));
-          }
-        } else {
-          composite_bwd_block<scalar_t, NC>(prs + r0 * S * (C + 1), pz + r0 * S,
-                                            pn ? pn + r0 * S : nullptr, pgr + r0 * C, pgd + r0,
-                                            pgw + r0 * S, n, int(S), int(C), int(clamp),
-                                            last_back, white_back, int(fill), buf.data(),
-                                            pg + r0 * S * (C + 1));
+    std::vector<scalar_t> buf(6 * nb * S + 2 * nb + std::max<int64_t>(S, 1));
+    for (int64_t r0 = b; r0 < e; r0 += nb) {
+      const int64_t n = std::min(nb, e - r0);
+      if (recompute) {  // the CUDA kernel's variant
+        for (int64_t r = r0; r < r0 + n; ++r) {
+          composite_bwd_ray<scalar_t, scalar_t, NC>(
+              p.rs + r * S * (C + 1), p.z + r * S, p.noise ? p.noise + r * S : nullptr,
+              p.g_rgb + r * C, p.g_depth + r, p.g_w + r * S, int(S), int(C), int(clamp), last_back,
+              white_back, int(fill), buf.data(), 1, p.grad + r * S * (C + 1));
         }
+      } else {
+        composite_bwd_block<scalar_t, NC>(p.rs + r0 * S * (C + 1), p.z + r0 * S,
+                                          p.noise ? p.noise + r0 * S : nullptr, p.g_rgb + r0 * C,
+                                          p.g_depth + r0, p.g_w + r0 * S, n, int(S), int(C),
+                                          int(clamp), last_back, white_back, int(fill), buf.data(),
+                                          p.grad + r0 * S * (C + 1));
       }
-    });
-  });
-  return back(grad, dtype);
+    }
+  };
+  return run_bwd_cpu(g_rgb_in, g_depth_in, g_w_in, rs_in, z_in, noise_in, "composite_bwd_cpu", rays);
 }
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor> midpoint_fwd_cpu(const at::Tensor& rs_in,
                                                                 const at::Tensor& z_in,
                                                                 int64_t clamp, bool white_back) {
   check_composite(rs_in, z_in, c10::nullopt, clamp, 0, true);
-  const auto dtype = rs_in.scalar_type();
-  const at::Tensor rs = work(rs_in), z = work(z_in);
-  const int64_t B = rs.size(0), R = rs.size(1), S = rs.size(2), C = rs.size(3) - 1, N = B * R;
-  const int64_t n = std::max<int64_t>(S - 1, 0);
-  at::Tensor rgb = new_output({B, R, C}, rs.options());
-  at::Tensor depth = new_output({B, R, 1}, rs.options());
-  at::Tensor weights = new_output({B, R, n, 1}, rs.options());
-  dispatch_float_channels<false>(rs.scalar_type(), C, "midpoint_fwd_cpu", [&](auto t, auto nc) {
+  const int64_t S = rs_in.size(2), C = rs_in.size(3) - 1, n = std::max<int64_t>(S - 1, 0);
+  const auto rays = [&](auto t, auto nc, const auto& p, int64_t b, int64_t e) {
     using scalar_t = typename decltype(t)::type;
-    constexpr int NC = decltype(nc)::value;
-    const scalar_t* prs = rs.data_ptr<scalar_t>();
-    const scalar_t* pz = z.data_ptr<scalar_t>();
-    scalar_t* prgb = rgb.data_ptr<scalar_t>();
-    scalar_t* pd = depth.data_ptr<scalar_t>();
-    scalar_t* pw = weights.data_ptr<scalar_t>();
-    at::parallel_for(0, N, grain_for(S * (C + 1)), [&](int64_t b, int64_t e) {
-      for (int64_t r = b; r < e; ++r) {
-        midpoint_fwd_ray<scalar_t, scalar_t, NC>(prs + r * S * (C + 1), pz + r * S, int(S), int(C),
-                                                 int(clamp), white_back, prgb + r * C, pd + r,
-                                                 pw + r * n);
-      }
-    });
-  });
-  return {back(rgb, dtype), back(depth, dtype), back(weights, dtype)};
+    for (int64_t r = b; r < e; ++r) {
+      midpoint_fwd_ray<scalar_t, scalar_t, decltype(nc)::value>(
+          p.rs + r * S * (C + 1), p.z + r * S, int(S), int(C), int(clamp), white_back, p.rgb + r * C,
+          p.depth + r, p.weights + r * n);
+    }
+  };
+  return run_fwd_cpu(rs_in, z_in, c10::nullopt, n, "midpoint_fwd_cpu", rays);
 }
 
 at::Tensor midpoint_bwd_cpu(const at::Tensor& g_rgb_in, const at::Tensor& g_depth_in,
@@ -150,32 +184,18 @@ at::Tensor midpoint_bwd_cpu(const at::Tensor& g_rgb_in, const at::Tensor& g_dept
                             const at::Tensor& z_in, int64_t clamp, bool white_back) {
   check_composite(rs_in, z_in, c10::nullopt, clamp, 0, true);
   check_cotangents(g_rgb_in, g_depth_in, g_w_in, rs_in, std::max<int64_t>(rs_in.size(2) - 1, 0));
-  const auto dtype = rs_in.scalar_type();
-  const at::Tensor rs = work(rs_in), z = work(z_in);
-  const at::Tensor g_rgb = work(g_rgb_in), g_depth = work(g_depth_in), g_w = work(g_w_in);
-  const int64_t B = rs.size(0), R = rs.size(1), S = rs.size(2), C = rs.size(3) - 1, N = B * R;
-  const int64_t n = std::max<int64_t>(S - 1, 0);
-  at::Tensor grad = new_output(rs.sizes(), rs.options());
-  dispatch_float_channels<false>(rs.scalar_type(), C, "midpoint_bwd_cpu", [&](auto t, auto nc) {
+  const int64_t S = rs_in.size(2), C = rs_in.size(3) - 1, n = std::max<int64_t>(S - 1, 0);
+  const auto rays = [&](auto t, auto nc, const auto& p, int64_t b, int64_t e) {
     using scalar_t = typename decltype(t)::type;
-    constexpr int NC = decltype(nc)::value;
-    const scalar_t* prs = rs.data_ptr<scalar_t>();
-    const scalar_t* pz = z.data_ptr<scalar_t>();
-    const scalar_t* pgr = g_rgb.data_ptr<scalar_t>();
-    const scalar_t* pgd = g_depth.data_ptr<scalar_t>();
-    const scalar_t* pgw = g_w.data_ptr<scalar_t>();
-    scalar_t* pg = grad.data_ptr<scalar_t>();
-    at::parallel_for(0, N, grain_for(S * (C + 1)), [&](int64_t b, int64_t e) {
-      std::vector<scalar_t> tbuf(std::max<int64_t>(n, 1));
-      for (int64_t r = b; r < e; ++r) {
-        midpoint_bwd_ray<scalar_t, scalar_t, NC>(prs + r * S * (C + 1), pz + r * S, pgr + r * C,
-                                                 pgd + r, pgw + r * n, int(S), int(C), int(clamp),
-                                                 white_back, tbuf.data(), 1,
-                                                 pg + r * S * (C + 1));
-      }
-    });
-  });
-  return back(grad, dtype);
+    std::vector<scalar_t> tbuf(std::max<int64_t>(n, 1));
+    for (int64_t r = b; r < e; ++r) {
+      midpoint_bwd_ray<scalar_t, scalar_t, decltype(nc)::value>(
+          p.rs + r * S * (C + 1), p.z + r * S, p.g_rgb + r * C, p.g_depth + r, p.g_w + r * n,
+          int(S), int(C), int(clamp), white_back, tbuf.data(), 1, p.grad + r * S * (C + 1));
+    }
+  };
+  return run_bwd_cpu(g_rgb_in, g_depth_in, g_w_in, rs_in, z_in, c10::nullopt, "midpoint_bwd_cpu",
+                     rays);
 }
 
 // Lanes of the vectors torch's CPU sum kernel uses for T. It depends on which kernel variant the
@@ -287,10 +307,5 @@ std::tuple<at::Tensor, at::Tensor> merge_samples_cpu(const at::Tensor& zc_in, co
 }  // namespace pigan
 
 TORCH_LIBRARY_IMPL(pigan, CPU, m) {
-  m.impl("composite_fwd", &pigan::composite_fwd_cpu);
-  m.impl("composite_bwd", &pigan::composite_bwd_cpu);
-  m.impl("midpoint_fwd", &pigan::midpoint_fwd_cpu);
-  m.impl("midpoint_bwd", &pigan::midpoint_bwd_cpu);
-  m.impl("sample_pdf", &pigan::sample_pdf_cpu);
-  m.impl("merge_samples", &pigan::merge_samples_cpu);
+  PIGAN_IMPL_RENDER_OPS(m, cpu);
 }

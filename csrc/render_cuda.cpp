@@ -23,10 +23,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> composite_fwd_gpu(
   const c10::cuda::CUDAGuard guard(rs_in.device());
   const at::Tensor rs = rs_in.contiguous(), z = z_in.contiguous();
   const at::Tensor noise = noise_in.has_value() ? noise_in->contiguous() : at::Tensor();
-  const int64_t B = rs.size(0), R = rs.size(1), S = rs.size(2), C = rs.size(3) - 1;
-  at::Tensor rgb = new_output({B, R, C}, rs.options());
-  at::Tensor depth = new_output({B, R, 1}, rs.options());
-  at::Tensor weights = new_output({B, R, S, 1}, rs.options());
+  at::Tensor rgb, depth, weights;
+  std::tie(rgb, depth, weights) = new_fwd_outputs(rs, rs.size(2));
   cuda::composite_fwd(rs, z, noise, int(clamp), last_back, white_back, int(fill), rgb, depth, weights);
   return {rgb, depth, weights};
 }
@@ -54,11 +52,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> midpoint_fwd_gpu(const at::Tensor
   check_composite(rs_in, z_in, c10::nullopt, clamp, 0, true);
   const c10::cuda::CUDAGuard guard(rs_in.device());
   const at::Tensor rs = rs_in.contiguous(), z = z_in.contiguous();
-  const int64_t B = rs.size(0), R = rs.size(1), S = rs.size(2), C = rs.size(3) - 1;
-  const int64_t n = std::max<int64_t>(S - 1, 0);
-  at::Tensor rgb = new_output({B, R, C}, rs.options());
-  at::Tensor depth = new_output({B, R, 1}, rs.options());
-  at::Tensor weights = new_output({B, R, n, 1}, rs.options());
+  at::Tensor rgb, depth, weights;
+  std::tie(rgb, depth, weights) = new_fwd_outputs(rs, std::max<int64_t>(rs.size(2) - 1, 0));
   cuda::midpoint_fwd(rs, z, int(clamp), white_back, rgb, depth, weights);
   return {rgb, depth, weights};
 }
@@ -104,12 +99,7 @@ std::tuple<at::Tensor, at::Tensor> merge_samples_gpu(const at::Tensor& zc, const
 }  // namespace pigan
 
 TORCH_LIBRARY_IMPL(pigan, CUDA, m) {
-  m.impl("composite_fwd", &pigan::composite_fwd_gpu);
-  m.impl("composite_bwd", &pigan::composite_bwd_gpu);
-  m.impl("midpoint_fwd", &pigan::midpoint_fwd_gpu);
-  m.impl("midpoint_bwd", &pigan::midpoint_bwd_gpu);
-  m.impl("sample_pdf", &pigan::sample_pdf_gpu);
-  m.impl("merge_samples", &pigan::merge_samples_gpu);
+  PIGAN_IMPL_RENDER_OPS(m, gpu);
 }
 
 #endif  // PIGAN_WITH_CUDA

@@ -11,6 +11,8 @@ ray. Their fake kernels and autograd are registered below when this module is im
 """
 from __future__ import annotations
 
+import functools
+
 import torch
 import torch.nn.functional as F
 
@@ -110,18 +112,23 @@ def composite(rgb_sigma, z_vals, noise=None, clamp_mode="relu", last_back=False,
 def fancy_integration(rgb_sigma, z_vals, device=None, noise_std=0.5, last_back=False,
                       white_back=False, clamp_mode=None, fill_mode=None):
     """pi-GAN's ``fancy_integration``: drop-in, same signature and results."""
-    _check_composite_args(rgb_sigma, z_vals, None, clamp_mode, fill_mode)
-    noise = draw_noise(z_vals, noise_std, device)
-    return COMPOSITE.run(rgb_sigma.device, rgb_sigma, z_vals, noise, clamp_mode, last_back, white_back,
-                         fill_mode)
+    return _with_drawn_noise(functools.partial(COMPOSITE.run, rgb_sigma.device), rgb_sigma, z_vals,
+                             device, noise_std, last_back, white_back, clamp_mode, fill_mode)
 
 
 def _fancy_integration(rgb_sigma, z_vals, device=None, noise_std=0.5, last_back=False,
                        white_back=False, clamp_mode=None, fill_mode=None):
     """Reference twin of ``fancy_integration``."""
+    return _with_drawn_noise(_composite_impl, rgb_sigma, z_vals, device, noise_std, last_back,
+                             white_back, clamp_mode, fill_mode)
+
+
+def _with_drawn_noise(run, rgb_sigma, z_vals, device, noise_std, last_back, white_back, clamp_mode,
+                      fill_mode):
+    # Checked before drawing, so bad arguments fail without consuming the random stream.
     _check_composite_args(rgb_sigma, z_vals, None, clamp_mode, fill_mode)
     noise = draw_noise(z_vals, noise_std, device)
-    return _composite_impl(rgb_sigma, z_vals, noise, clamp_mode, last_back, white_back, fill_mode)
+    return run(rgb_sigma, z_vals, noise, clamp_mode, last_back, white_back, fill_mode)
 
 
 def _check_midpoint_args(rgb_sigma, z_vals, clamp_mode):
