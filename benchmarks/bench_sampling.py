@@ -15,6 +15,8 @@ from pigan import ops
 
 BACKENDS = ["native", "reference"]
 S = 12
+# Every case runs on each device under each backend.
+pytestmark = [pytest.mark.parametrize("backend", BACKENDS), pytest.mark.parametrize("device", all_devices())]
 
 
 def inputs(B, R, device, seed=0):
@@ -33,48 +35,40 @@ def dims(device):
     return size(device, cpu=8, cuda=28, tiny=1), size(device, cpu=4096, cuda=4096, tiny=256)
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
-@pytest.mark.parametrize("device", all_devices())
-def test_sample_pdf(benchmark, device, backend):
-    B, R = dims(device)
-    benchmark.group = f"sample_pdf {device} N={B}x{R} M=10 K=12"
-    _, _, mids, weights, _, _ = inputs(B, R, device)
-
+def time_under_backend(benchmark, fn, device, backend, B):
+    """Time fn() with ops dispatching to `backend`; the reference backend is the peer, not ours."""
     def run():
         with ops.use_backend(backend):
-            return ops.sample_pdf(mids, weights, S, det=False)
+            return fn()
 
     run_case(benchmark, run, device, kind=backend, ours=backend != "reference", rounds=20, backend=backend, B=B)
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
-@pytest.mark.parametrize("device", all_devices())
+def test_sample_pdf(benchmark, device, backend):
+    B, R = dims(device)
+    benchmark.group = f"sample_pdf {device} N={B}x{R} M=10 K=12"
+    _, _, mids, weights, _, _ = inputs(B, R, device)
+    time_under_backend(benchmark, lambda: ops.sample_pdf(mids, weights, S, det=False), device, backend, B)
+
+
 def test_sample_pdf_merge_gather(benchmark, device, backend):
     B, R = dims(device)
     benchmark.group = f"sample_pdf + merge + gather {device} B={B} R={R} S=12+12"
     z, _, mids, weights, coarse_out, fine_out = inputs(B, R, device)
 
-    def run():
-        with ops.use_backend(backend):
-            fine = ops.sample_pdf(mids, weights, S, det=False).reshape(B, R, S, 1)
-            if backend == "reference":  # pi-GAN: cat + sort + gather
-                all_z, idx = torch.sort(torch.cat([fine, z], -2), -2)
-                values = torch.gather(torch.cat([fine_out, coarse_out], -2), -2, idx.expand(-1, -1, -1, 4))
-                return all_z, values
-            return ops.merge_samples_values(z, fine, coarse_out, fine_out)
+    def step():
+        fine = ops.sample_pdf(mids, weights, S, det=False).reshape(B, R, S, 1)
+        if backend == "reference":  # pi-GAN: cat + sort + gather
+            all_z, idx = torch.sort(torch.cat([fine, z], -2), -2)
+            values = torch.gather(torch.cat([fine_out, coarse_out], -2), -2, idx.expand(-1, -1, -1, 4))
+            return all_z, values
+        return ops.merge_samples_values(z, fine, coarse_out, fine_out)
 
-    run_case(benchmark, run, device, kind=backend, ours=backend != "reference", rounds=20, backend=backend, B=B)
+    time_under_backend(benchmark, step, device, backend, B)
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
-@pytest.mark.parametrize("device", all_devices())
 def test_merge_only(benchmark, device, backend):
     B, R = dims(device)
     benchmark.group = f"merge {device} B={B} R={R} S=12+12"
     z, fine, _, _, _, _ = inputs(B, R, device)
-
-    def run():
-        with ops.use_backend(backend):
-            return ops.merge_samples(z, fine)
-
-    run_case(benchmark, run, device, kind=backend, ours=backend != "reference", rounds=20, backend=backend, B=B)
+    time_under_backend(benchmark, lambda: ops.merge_samples(z, fine), device, backend, B)
