@@ -138,16 +138,17 @@ class AllowlistUnpickler(pickle._Unpickler):
                            "functions and containers may be called")
         pickle._Unpickler.load_reduce(self)
 
-    def _load_newobj(self):
-        cls = self.stack[-2]
+    @staticmethod
+    def _refuse_unless_instantiable(cls):
         if not _may_instantiate(cls):
             raise _Refused(f"refusing to create an instance of {_describe(cls)} while unpickling")
+
+    def _load_newobj(self):
+        self._refuse_unless_instantiable(self.stack[-2])      # stack: ... cls, args
         pickle._Unpickler.load_newobj(self)
 
     def _load_newobj_ex(self):
-        cls = self.stack[-3]
-        if not _may_instantiate(cls):
-            raise _Refused(f"refusing to create an instance of {_describe(cls)} while unpickling")
+        self._refuse_unless_instantiable(self.stack[-3])      # stack: ... cls, args, kwargs
         pickle._Unpickler.load_newobj_ex(self)
 
     def _load_build(self):
