@@ -154,6 +154,27 @@ def check_output_file(path, what: str = "output file") -> Path:
     return path
 
 
+def add_generator_args(ap: argparse.ArgumentParser) -> None:
+    """The options shared by the commands that load a checkpoint's generator and run it."""
+    ap.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: cuda if available)")
+    ap.add_argument("--no-ema", action="store_true", help="raw generator weights instead of the EMA")
+    ap.add_argument("--no-progress", action="store_true")
+
+
+def pick_device(name: str | None):
+    """``--device`` as a ``torch.device``; ``None`` or ``"auto"`` picks cuda when there is one."""
+    import torch
+    if name is None or name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError as exc:
+        raise UsageError(f"--device: {exc}") from exc
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise UsageError("--device cuda requested but CUDA is not available")
+    return device
+
+
 def run_command(prog: str, body, argv=None) -> int:
     """Run ``body(argv)``; a CommandError becomes one line on stderr and its exit code."""
     argv = list(sys.argv[1:] if argv is None else argv)

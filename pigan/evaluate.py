@@ -24,7 +24,7 @@ from pathlib import Path
 import torch
 
 from pigan import metrics
-from pigan.cli import EXIT_CODES_HELP, UsageError, run_command
+from pigan.cli import EXIT_CODES_HELP, UsageError, add_generator_args, pick_device, run_command
 from pigan.render_options import RenderOptions
 
 __all__ = ["PIGAN_PROTOCOL", "eval_options", "to_uint8", "real_features", "generated_features",
@@ -276,9 +276,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "(default: the checkpoint's)")
     ap.add_argument("--json", default=None, help="write the results here (default: eval.json next to the checkpoint)")
     ap.add_argument("--no-cache", action="store_true", help="recompute real-image features")
-    ap.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: cuda if available)")
-    ap.add_argument("--no-ema", action="store_true", help="raw generator weights instead of the EMA")
-    ap.add_argument("--no-progress", action="store_true")
+    add_generator_args(ap)
     return ap
 
 
@@ -299,9 +297,7 @@ def _main(argv) -> int:
         raise UsageError(f"--real {args.real!r} is not a folder of images (or 'procedural')")
     if not Path(args.checkpoint).exists():
         raise UsageError(f"checkpoint {args.checkpoint!r} does not exist")
-    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise UsageError("--device cuda requested but CUDA is not available")
+    device = pick_device(args.device)
     try:
         extractor = metrics.InceptionExtractor(args.inception, device)
     except (metrics.InceptionWeightsNotFound, ImportError, ValueError) as exc:

@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 
 from . import imaging, ops
-from .cli import EXIT_CODES_HELP, CommandError, UsageError, check_output_dir, run_command, writing
+from .cli import EXIT_CODES_HELP, CommandError, UsageError, check_output_dir, pick_device, run_command, writing
 from .data import IMAGE_EXTENSIONS, _load_rgb, _square_crop_resize, _to_tensor
 from .logging_utils import plot_curves
 from .render_options import RenderOptions
@@ -353,13 +353,7 @@ def _main(argv) -> int:
         p for p in src.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file())
     if not files:
         raise UsageError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) under {str(src)!r}")
-    try:
-        device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else
-                              ("cpu" if args.device == "auto" else args.device))
-    except RuntimeError as exc:
-        raise UsageError(f"--device: {exc}") from exc
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise UsageError("--device cuda requested but CUDA is not available")
+    device = pick_device(args.device)
     try:
         ckpt = load_checkpoint(args.checkpoint)
         generator = load_generator(args.checkpoint, map_location=device, use_ema=not args.no_ema)

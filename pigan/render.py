@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 
 from pigan import imaging, ops
-from pigan.cli import UsageError, check_output_dir, run_command, writing
+from pigan.cli import UsageError, add_generator_args, check_output_dir, pick_device, run_command, writing
 from pigan.render_options import RenderOptions
 
 __all__ = ["RenderOptions", "latents", "render_images", "render_grid", "render_multiview", "yaw_sweep",
@@ -305,8 +305,7 @@ def _parse(argv):
     ap.add_argument("--video", choices=("auto", "orbit", "front"), default="auto")
     ap.add_argument("--curriculum", default=None, help="camera settings from this curriculum")
     ap.add_argument("--backend", choices=ops.BACKENDS, default="auto")
-    ap.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: cuda if available)")
-    ap.add_argument("--no-ema", action="store_true", help="raw generator weights instead of the EMA")
+    add_generator_args(ap)
     ap.add_argument("--max-batch-size", type=int, default=None, help="points per siren chunk")
     ap.add_argument("--lock-view-dependence", action="store_true",
                     help="colour from one fixed view direction (no view-dependent shading while the camera moves)")
@@ -316,7 +315,6 @@ def _parse(argv):
     ap.add_argument("--frames-per-seed", type=int, default=24, help="interpolation frames per seed")
     ap.add_argument("--ray-step-multiplier", type=float, default=1.0,
                     help="samples per ray x this (finer geometry; memory stays bounded by ray chunks)")
-    ap.add_argument("--no-progress", action="store_true")
     args = ap.parse_args(argv)
     if args.interpolate is not None and len(args.interpolate) < 2:
         ap.error("--interpolate needs at least 2 seeds")
@@ -341,9 +339,7 @@ def _parse(argv):
 def _main(argv):
     args = _parse(argv)
     from pigan.checkpoints import CheckpointError
-    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise UsageError("--device cuda requested but CUDA is not available")
+    device = pick_device(args.device)
     from pigan.ops._backend import backend_status
     ok, why = backend_status(args.backend, device)
     if not ok:

@@ -24,7 +24,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from pigan.cli import EXIT_CODES_HELP, EXIT_FAILED, UsageError, check_output_dir, run_command, writing
+from pigan.cli import (EXIT_CODES_HELP, EXIT_FAILED, UsageError, add_generator_args, check_output_dir, pick_device,
+                       run_command, writing)
 
 __all__ = ["DEFAULT_LEVEL", "grid_points", "latent_codes", "density_grid", "field_colors",
            "extract_mesh", "mesh_volume", "write_mrc", "write_ply", "write_obj", "render_mesh_png", "main"]
@@ -257,6 +258,7 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("checkpoint", help="checkpoint of ours, or pi-GAN's folder / generator.pth")
     ap.add_argument("--out", required=True, help="output folder")
+    add_generator_args(ap)
     ap.add_argument("--seeds", type=int, nargs="+", default=[0], help="latent seeds (default 0)")
     ap.add_argument("--resolution", type=int, default=256, help="grid points per axis (default 256)")
     ap.add_argument("--cube-size", type=float, default=0.3, help="side of the sampled cube, world units "
@@ -268,9 +270,6 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--no-mesh", action="store_true", help="write only the .mrc volume")
     ap.add_argument("--obj", action="store_true", help="also write .obj meshes")
     ap.add_argument("--preview", action="store_true", help="also write a shaded PNG of each mesh")
-    ap.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: cuda if available)")
-    ap.add_argument("--no-ema", action="store_true", help="raw generator weights instead of the EMA")
-    ap.add_argument("--no-progress", action="store_true")
     return ap
 
 
@@ -298,9 +297,7 @@ def _main(argv) -> int:
         raise UsageError("the .mrc writer needs mrcfile (pip install mrcfile)") from None
     if not Path(args.checkpoint).exists():
         raise UsageError(f"checkpoint {args.checkpoint!r} does not exist")
-    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise UsageError("--device cuda requested but CUDA is not available")
+    device = pick_device(args.device)
     from pigan.checkpoints import CheckpointError
     from pigan.render import load_for_render
     try:
