@@ -204,26 +204,29 @@ def _pigan_modules():
             self.proj = nn.Conv2d(i, o, 1) if i != o else None
             self.downsample = downsample
 
+    def progressive_stack(d, blocks, ch, final_out, img_size_to_layer):
+        # The attributes pi-GAN's progressive discriminators share, set in pi-GAN's order (which
+        # fixes the state_dict's key order).
+        d.epoch, d.step = 0, 0
+        d.layers = nn.ModuleList(blocks)
+        d.fromRGB = nn.ModuleList([AdapterBlock(c) for c in ch])
+        d.final_layer = nn.Conv2d(400, final_out, 2)
+        d.img_size_to_layer = img_size_to_layer
+
     class CCSEncoderDiscriminator(nn.Module):
         def __init__(self):
             super().__init__()
-            self.epoch, self.step = 0, 0
             ch = [32, 64, 128, 256, 400, 400, 400, 400]
-            self.layers = nn.ModuleList([ResidualCCBlock(ch[i], ch[i + 1]) for i in range(7)])
-            self.fromRGB = nn.ModuleList([AdapterBlock(c) for c in ch])
-            self.final_layer = nn.Conv2d(400, 259, 2)
-            self.img_size_to_layer = {2: 7, 4: 6, 8: 5, 16: 4, 32: 3, 64: 2, 128: 1, 256: 0}
+            progressive_stack(self, [ResidualCCBlock(ch[i], ch[i + 1]) for i in range(7)], ch, 259,
+                              {2: 7, 4: 6, 8: 5, 16: 4, 32: 3, 64: 2, 128: 1, 256: 0})
 
     class ProgressiveEncoderDiscriminator(nn.Module):
         def __init__(self):
             super().__init__()
-            self.epoch, self.step = 0, 0
             ch = [16, 32, 64, 128, 256, 400, 400, 400, 400]
-            self.layers = nn.ModuleList([ResidualCoordConvBlock(ch[i], ch[i + 1], downsample=True)
-                                         for i in range(8)])
-            self.fromRGB = nn.ModuleList([AdapterBlock(c) for c in ch])
-            self.final_layer = nn.Conv2d(400, 259, 2)
-            self.img_size_to_layer = {2: 8, 4: 7, 8: 6, 16: 5, 32: 4, 64: 3, 128: 2, 256: 1, 512: 0}
+            progressive_stack(self, [ResidualCoordConvBlock(ch[i], ch[i + 1], downsample=True)
+                                     for i in range(8)], ch, 259,
+                              {2: 8, 4: 7, 8: 6, 16: 5, 32: 4, 64: 3, 128: 2, 256: 1, 512: 0})
 
     class StridedResidualConvBlock(nn.Module):
         def __init__(self, i, o):
@@ -235,12 +238,9 @@ def _pigan_modules():
     class StridedDiscriminator(nn.Module):                  # pi-GAN's: 400 -> 1 head, pose_layer
         def __init__(self):
             super().__init__()
-            self.epoch, self.step = 0, 0
             ch = [32, 64, 128, 256, 400, 400, 400, 400]
-            self.layers = nn.ModuleList([StridedResidualConvBlock(ch[i], ch[i + 1]) for i in range(7)])
-            self.fromRGB = nn.ModuleList([AdapterBlock(c) for c in ch])
-            self.final_layer = nn.Conv2d(400, 1, 2)
-            self.img_size_to_layer = {2: 7, 4: 6, 8: 5, 16: 4, 32: 3, 64: 2, 128: 1, 256: 0}
+            progressive_stack(self, [StridedResidualConvBlock(ch[i], ch[i + 1]) for i in range(7)], ch, 1,
+                              {2: 7, 4: 6, 8: 5, 16: 4, 32: 3, 64: 2, 128: 1, 256: 0})
             self.pose_layer = nn.Linear(2, 400)
 
     class ExponentialMovingAverage:                         # torch_ema 0.2's attributes
