@@ -185,6 +185,15 @@ def _film_tile(x_ptr, w_ptr, bias_ptr, freq_ptr, phase_ptr, b, offs_m, offs_h, h
 
 
 @triton.jit
+def _split_pid(tiles_per_sample, num_h):
+    # Axis 0 holds B * tiles_per_sample programs, H-tiles fastest: (sample, outer tile, H-tile).
+    pid_all = tl.program_id(0)
+    b = (pid_all // tiles_per_sample).to(tl.int64)
+    pid = pid_all % tiles_per_sample
+    return b, pid // num_h, pid % num_h
+
+
+@triton.jit
 def _sin(x, ACCURATE: tl.constexpr):
     if ACCURATE:
         return _libdevice.sin(x)
@@ -228,12 +237,7 @@ def _film_fwd_kernel(x_ptr, w_ptr, bias_ptr, freq_ptr, phase_ptr, y_ptr,
     # grid = (B * cdiv(N, BLOCK_M) * cdiv(H, BLOCK_N),): B folded into axis 0 (grid axis 1 is capped at
     # 65535 on CUDA); H-tiles fastest so neighbours share x rows in L2
     num_h = tl.cdiv(H, BLOCK_N)
-    tiles = tl.cdiv(N, BLOCK_M) * num_h
-    pid_all = tl.program_id(0)
-    b = (pid_all // tiles).to(tl.int64)
-    pid = pid_all % tiles
-    pid_m = pid // num_h
-    pid_h = pid % num_h
+    b, pid_m, pid_h = _split_pid(tl.cdiv(N, BLOCK_M) * num_h, num_h)
     offs_m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
     offs_h = pid_h * BLOCK_N + tl.arange(0, BLOCK_N)
     h_ok = offs_h < H
@@ -259,12 +263,7 @@ def _film_bwd_kernel(x_ptr, w_ptr, bias_ptr, freq_ptr, phase_ptr, dy_ptr, dz_ptr
     # walks CHUNK points of sample b in BLOCK_M tiles, recomputing z, writing dz and ONE row of partial
     # sums: partials are [B, NUM_CHUNKS, H].
     num_h = tl.cdiv(H, BLOCK_N)
-    tiles = NUM_CHUNKS * num_h
-    pid_all = tl.program_id(0)
-    b = (pid_all // tiles).to(tl.int64)
-    pid = pid_all % tiles
-    pid_c = pid // num_h
-    pid_h = pid % num_h
+    b, pid_c, pid_h = _split_pid(NUM_CHUNKS * num_h, num_h)
     offs_h = pid_h * BLOCK_N + tl.arange(0, BLOCK_N)
     h_ok = offs_h < H
     sum_gz = tl.zeros((BLOCK_N,), dtype=tl.float32)
