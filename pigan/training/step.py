@@ -38,16 +38,18 @@ def accumulate_and_step(loss_fn, split: int, optimizer, params, scaler, grad_cli
     Returns ({name: mean over sub-batches}, gradient norm before clipping in pi-GAN's scale, i.e.
     of the summed sub-batch losses)."""
     optimizer.zero_grad(set_to_none=True)
-    totals = {}
+    logged = []  # per sub-batch {name: value}; read back to the host after the step, not per sub-batch
     for i in range(split):
         sync = ddp is None or i == split - 1
         with (nullcontext() if sync else ddp.no_sync()):
             loss, parts = loss_fn(i)
             scaler.scale(loss / split).backward()
-        for name, value in parts.items():
-            value = float(value.detach()) if torch.is_tensor(value) else float(value)
-            totals[name] = totals.get(name, 0.0) + value / split
+        logged.append({k: v.detach() if torch.is_tensor(v) else v for k, v in parts.items()})
     scaler.unscale_(optimizer)
     norm = torch.nn.utils.clip_grad_norm_(params, clip_threshold(grad_clip, split))
     scaler.step(optimizer)
+    totals = {}
+    for parts in logged:
+        for name, value in parts.items():
+            totals[name] = totals.get(name, 0.0) + float(value) / split
     return totals, float(norm) * split
