@@ -19,6 +19,8 @@ import argparse
 import hashlib
 import json
 import math
+import os
+import uuid
 from pathlib import Path
 
 import torch
@@ -118,14 +120,18 @@ def real_features(data, extractor, size: int = 128, count: int = 8000, batch_siz
     for head in _progress(range(0, n, batch_size), progress, "real features", math.ceil(n / batch_size)):
         batch = torch.stack([ds[int(i)][0] for i in order[head:head + batch_size]])
         chunks.append(_extract(extractor, to_uint8(batch))[0])
-    feats = torch.cat(chunks)
+    # stored and returned in float32 (InceptionV3's precision), so a run that computes the features
+    # and a later one that reads them back give the same numbers
+    feats = torch.cat(chunks).float()
     if cache:
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        torch.save({"features": feats.float(), "extractor": extractor.name, "dataset": identity,
+        # a name of this process's own: concurrent runs sharing the cache must not replace each
+        # other's half-written file (the last complete one wins)
+        tmp = path.with_name(f"{path.stem}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
+        torch.save({"features": feats, "extractor": extractor.name, "dataset": identity,
                     "size": size, "count": n}, tmp)
         tmp.replace(path)
-    return feats, info
+    return feats.double(), info
 
 
 # ------------------------------------------------------------------------------------ generated
@@ -136,21 +142,30 @@ def generated_features(generator, extractor, options: RenderOptions, count: int 
     """(features [count, D], logits [count, C] or None, first ``keep_images`` images in [-1, 1]).
 
     Every rank calls this with the same arguments; with ``world_size`` > 1 (an initialised
-    torch.distributed group) each renders its share and all receive every row, in batch order.
+    torch.distributed group of that size) each renders its share and all receive every row and the
+    kept images, in batch order.
     """
     from pigan import ops
 
+    if world_size > 1:
+        import torch.distributed as dist
+
+        if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() != world_size:
+            raise ValueError(f"world_size={world_size} needs an initialised torch.distributed group of that "
+                             "size (torchrun); use world_size=1 in a single process")
+    if not 0 <= rank < world_size:
+        raise ValueError(f"rank must be in [0, world_size={world_size}), got {rank}")
     dev = next(generator.parameters()).device
+    fork = [dev] if dev.type == "cuda" else []
     gen = torch.Generator().manual_seed(seed)
     z = torch.randn(count, generator.z_dim, generator=gen)
-    with torch.random.fork_rng(devices=[]):
+    with torch.random.fork_rng(devices=fork):      # manual_seed reseeds CUDA too: restore it
         torch.manual_seed(seed)
         _, pitch, yaw = ops.sample_camera_positions(
             n=count, r=1, horizontal_stddev=options.h_stddev, vertical_stddev=options.v_stddev,
             horizontal_mean=options.h_mean, vertical_mean=options.v_mean, device="cpu",
             mode=options.sample_dist)
     options = options.replace(img_size=size, nerf_noise=0.0)
-    fork = [dev] if dev.type == "cuda" else []
     if psi != 1:                        # the same average on every rank, training RNG untouched
         with torch.random.fork_rng(devices=fork):
             torch.manual_seed(seed)
@@ -159,7 +174,7 @@ def generated_features(generator, extractor, options: RenderOptions, count: int 
     generator.eval()
     n_batches = math.ceil(count / batch_size)
     mine = list(range(rank, n_batches, world_size))
-    feats, logits, images = {}, {}, []
+    feats, logits, images = {}, {}, {}             # by global batch index
     try:
         for k in _progress(mine, progress and rank == 0, "generated features"):
             sl = slice(k * batch_size, min((k + 1) * batch_size, count))
@@ -173,8 +188,8 @@ def generated_features(generator, extractor, options: RenderOptions, count: int 
                 out = generator.render(frequencies=f, phase_shifts=p, pitch=pitch[sl].to(dev),
                                        yaw=yaw[sl].to(dev), options=options, jitter=False)
             px = out["pixels"].float().cpu()
-            if sum(len(i) for i in images) < keep_images:
-                images.append(px)
+            if k * batch_size < keep_images:
+                images[k] = px
             feats[k], logits[k] = _extract(extractor, to_uint8(px))
     finally:
         generator.train(was_training)
@@ -182,15 +197,16 @@ def generated_features(generator, extractor, options: RenderOptions, count: int 
         import torch.distributed as dist
 
         gathered = [None] * world_size
-        dist.all_gather_object(gathered, (feats, logits))
-        feats, logits = {}, {}
-        for fk, lk in gathered:
+        dist.all_gather_object(gathered, (feats, logits, images))
+        feats, logits, images = {}, {}, {}
+        for fk, lk, ik in gathered:
             feats.update(fk)
             logits.update(lk)
+            images.update(ik)
     order = sorted(feats)
     all_feats = torch.cat([feats[k] for k in order])
     all_logits = None if any(logits[k] is None for k in order) else torch.cat([logits[k] for k in order])
-    kept = torch.cat(images)[:keep_images] if images else None
+    kept = torch.cat([images[k] for k in sorted(images)])[:keep_images] if images else None
     return all_feats, all_logits, kept
 
 
