@@ -7,7 +7,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-__all__ = ["to_unit", "make_grid", "to_uint8", "save_png", "save_grid", "depth_to_rgb", "save_gif",
+__all__ = ["to_unit", "make_grid", "to_uint8", "save_png", "save_grid", "depth_to_rgb", "surface_depth",
+           "depth_range", "DEPTH_BACKGROUND", "save_gif",
            "save_mp4", "mp4_available"]
 
 
@@ -56,13 +57,61 @@ def save_grid(images: torch.Tensor, path, nrow: int | None = None, value_range=(
     return save_png(make_grid(to_unit(images, value_range), nrow=nrow, padding=padding), path)
 
 
-def depth_to_rgb(depth: torch.Tensor, near: float | None = None, far: float | None = None) -> torch.Tensor:
-    """depth [N, H, W] -> [N, 3, H, W] in [0, 1]: near is bright, far is dark (grey ramp)."""
+# Depth images: background pixels (accumulated opacity under the threshold) get this colour, which
+# no depth takes (depths are grey).
+DEPTH_BACKGROUND = (0.28, 0.42, 0.68)
+
+
+def surface_depth(depth: torch.Tensor, opacity: torch.Tensor, threshold: float = 0.5):
+    """(depth of the visible surface, foreground mask), both [N, H, W].
+
+    The composited depth is sum_i w_i z_i; dividing by the opacity sum_i w_i gives the depth of what
+    the pixel shows rather than one pulled toward 0 by its transparency. Pixels less opaque than
+    ``threshold`` are background."""
+    if depth.shape != opacity.shape:
+        raise ValueError(f"depth {tuple(depth.shape)} and opacity {tuple(opacity.shape)} must have the same shape")
+    d, a = depth.detach().float().cpu(), opacity.detach().float().cpu()
+    fg = a >= threshold
+    return torch.where(fg, d / a.clamp_min(1e-8), d), fg
+
+
+def depth_range(depths, opacities, threshold: float = 0.5, percentiles=(1.0, 99.0)):
+    """(near, far): the ``percentiles`` of the surface depth of the foreground pixels of all the
+    depth maps together (lists of [N, H, W] tensors), or None when no pixel is foreground."""
+    lo, hi = percentiles
+    if not 0 <= lo < hi <= 100:
+        raise ValueError(f"percentiles must satisfy 0 <= low < high <= 100, got {percentiles}")
+    values = []
+    for d, a in zip(depths, opacities, strict=True):
+        s, fg = surface_depth(d, a, threshold)
+        values.append(s[fg].numpy())
+    values = np.concatenate(values) if values else np.zeros(0)
+    if values.size == 0:
+        return None
+    near, far = np.percentile(values.astype(np.float64), [lo, hi])
+    return float(near), float(far)
+
+
+def depth_to_rgb(depth: torch.Tensor, near: float | None = None, far: float | None = None,
+                 opacity: torch.Tensor | None = None, threshold: float = 0.5,
+                 background=DEPTH_BACKGROUND) -> torch.Tensor:
+    """depth [N, H, W] -> [N, 3, H, W] in [0, 1]: grey 1 - (d - near) / (far - near), clamped (near
+    is white, far black). Without ``near`` / ``far`` the range is the map's min and max. With
+    ``opacity`` [N, H, W], d is the surface depth (``surface_depth``) and pixels less opaque than
+    ``threshold`` are drawn in ``background``."""
     d = depth.detach().float().cpu()
-    lo = d.min().item() if near is None else near
-    hi = d.max().item() if far is None else far
+    fg = None
+    if opacity is not None:
+        d, fg = surface_depth(d, opacity, threshold)
+    shown = d[fg] if fg is not None and fg.any() else d
+    lo = shown.min().item() if near is None else near
+    hi = shown.max().item() if far is None else far
     t = ((d - lo) / max(hi - lo, 1e-8)).clamp(0, 1)
-    return (1 - t).unsqueeze(1).expand(-1, 3, -1, -1).contiguous()
+    rgb = (1 - t).unsqueeze(1).expand(-1, 3, -1, -1).contiguous()
+    if fg is not None:
+        bg = torch.tensor(background, dtype=rgb.dtype).reshape(1, 3, 1, 1)
+        rgb = torch.where(fg.unsqueeze(1), rgb, bg)
+    return rgb
 
 
 def save_gif(frames, path, fps: int = 24) -> Path:

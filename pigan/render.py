@@ -11,6 +11,7 @@ the same identities at every pose.
 from __future__ import annotations
 
 import argparse
+import json
 import math
 from pathlib import Path
 
@@ -21,13 +22,18 @@ from pigan.cli import UsageError, add_generator_args, check_output_dir, pick_dev
 from pigan.render_options import RenderOptions
 
 __all__ = ["RenderOptions", "latents", "render_images", "render_grid", "render_multiview", "yaw_sweep",
-           "render_video", "render_interpolation", "video_poses", "write_samples", "load_for_render", "main"]
+           "render_video", "render_interpolation", "video_poses", "depth_images", "describe_depth",
+           "write_samples", "load_for_render", "main"]
 
 # Points per siren call when rendering images to look at (bounds memory at large resolutions).
 RENDER_CHUNK = 65536
 # Coarse samples (rays x samples per ray) marched at once; an image with more is marched in chunks of
 # rays. Each chunk holds a few tensors of this many samples x 4 channels (x2 with fine samples).
 RENDER_SAMPLES = 1 << 20
+# Depth images: pixels less opaque than this are background; the automatic range spans these
+# percentiles of the foreground's surface depth (a few stray pixels do not stretch it).
+DEPTH_OPACITY = 0.5
+DEPTH_PERCENTILES = (1.0, 99.0)
 
 
 @torch.no_grad()
@@ -52,10 +58,11 @@ def _progress(iterable, enabled, desc, total=None):
 
 @torch.no_grad()
 def render_images(generator, frequencies, phase_shifts, pitch, yaw, options=None, img_size=None,
-                  num_steps=None, seed=0, progress=False, desc="render"):
+                  num_steps=None, seed=0, progress=False, desc="render", with_opacity=False):
     """One image per latent at the given pose(s): pitch / yaw floats or [N] tensors.
 
-    Returns (pixels [N, 3, H, W] in [-1, 1], depth [N, H, W]) on the CPU. Renders one image at a
+    Returns (pixels [N, 3, H, W] in [-1, 1], depth [N, H, W]) on the CPU, and with ``with_opacity``
+    the accumulated opacity [N, H, W] (sum of the compositing weights) third. Renders one image at a
     time (siren in chunks of ``max_batch_size`` points), without jitter or density noise.
     """
     o = (options or RenderOptions()).replace(nerf_noise=0.0)
@@ -66,31 +73,37 @@ def render_images(generator, frequencies, phase_shifts, pitch, yaw, options=None
     yaw = torch.as_tensor(yaw, dtype=torch.float32).reshape(-1).expand(n)
     was_training = generator.training
     generator.eval()
-    pixels, depths = [], []
+    pixels, depths, opacities = [], [], []
     dev = frequencies.device
     try:
         with torch.random.fork_rng(devices=[dev] if dev.type == "cuda" else []):
             torch.manual_seed(seed)                   # importance-sampling uniforms: reproducible
             for i in _progress(range(n), progress, desc):
                 if o.img_size ** 2 * o.num_steps > RENDER_SAMPLES:
-                    px, d = _render_in_ray_chunks(generator, frequencies[i:i + 1], phase_shifts[i:i + 1],
-                                                  pitch[i:i + 1].to(dev), yaw[i:i + 1].to(dev), o)
+                    px, d, a = _render_in_ray_chunks(generator, frequencies[i:i + 1], phase_shifts[i:i + 1],
+                                                     pitch[i:i + 1].to(dev), yaw[i:i + 1].to(dev), o,
+                                                     with_opacity=True)
                 else:
                     out = generator.render(
                         frequencies=frequencies[i:i + 1], phase_shifts=phase_shifts[i:i + 1],
                         pitch=pitch[i:i + 1].to(dev), yaw=yaw[i:i + 1].to(dev), options=o, jitter=False)
                     px, d = out["pixels"], out["depth"]
+                    a = out["weights"].sum((-2, -1)).reshape(d.shape)             # [1, H, W]
                 pixels.append(px.float().cpu())
                 depths.append(d.float().cpu())
+                opacities.append(a.float().cpu())
     finally:
         generator.train(was_training)
+    if with_opacity:
+        return torch.cat(pixels), torch.cat(depths), torch.cat(opacities)
     return torch.cat(pixels), torch.cat(depths)
 
 
 def _render_in_ray_chunks(generator, frequencies, phase_shifts, pitch, yaw, o: RenderOptions,
-                          max_samples: int | None = None):
-    """One image [1, 3, H, W] and depth [1, H, W] marched ``max_samples // num_steps`` rays at a time;
-    the rays are those of ``ops.get_initial_rays_trig`` (unjittered), built per chunk."""
+                          max_samples: int | None = None, with_opacity: bool = False):
+    """One image [1, 3, H, W] and depth [1, H, W] (and opacity [1, H, W]) marched
+    ``max_samples // num_steps`` rays at a time; the rays are those of ``ops.get_initial_rays_trig``
+    (unjittered), built per chunk."""
     from pigan.generators import cam2world_from_angles
 
     dev = frequencies.device
@@ -102,18 +115,23 @@ def _render_in_ray_chunks(generator, frequencies, phase_shifts, pitch, yaw, o: R
     chunk = max(1, (max_samples or RENDER_SAMPLES) // steps)
     rgb = torch.empty(rays, 3, device=dev)
     depth = torch.empty(rays, device=dev)
+    opacity = torch.empty(rays, device=dev)
     for head in range(0, rays, chunk):
         d = dirs[:, head:head + chunk]                                        # [1, r, 3]
         z = z_axis.expand(1, d.shape[1], steps, 1)                             # [1, r, S, 1]
-        c_rgb, c_depth, _ = generator.march(frequencies, phase_shifts, d.unsqueeze(2) * z, z, d, cam2world, o)
+        c_rgb, c_depth, c_weights = generator.march(frequencies, phase_shifts, d.unsqueeze(2) * z, z, d, cam2world, o)
         rgb[head:head + chunk] = c_rgb[0].float()
         depth[head:head + chunk] = c_depth[0, :, 0].float()
+        opacity[head:head + chunk] = c_weights[0].sum((-2, -1)).float()
     pixels = rgb.reshape(1, size, size, 3).permute(0, 3, 1, 2) * 2 - 1
+    if with_opacity:
+        return pixels, depth.reshape(1, size, size), opacity.reshape(1, size, size)
     return pixels, depth.reshape(1, size, size)
 
 
 def render_grid(generator, num=16, seed=0, psi=0.7, options=None, **kw):
-    """Samples at the mean pose: (pixels [num, 3, H, W], depth [num, H, W])."""
+    """Samples at the mean pose: (pixels [num, 3, H, W], depth [num, H, W]) (and the opacity
+    [num, H, W] with ``with_opacity=True``, as ``render_images``)."""
     o = options or RenderOptions()
     f, p = latents(generator, num, seed, psi)
     return render_images(generator, f, p, o.pitch, o.yaw, o, seed=seed, **kw)
@@ -170,28 +188,72 @@ def video_poses(options=None, frames=48, mode="auto"):
             [o.yaw + 0.5 * hs * math.sin(2 * math.pi * t) for t in ts])
 
 
+def depth_images(depths, opacities, options=None, depth_range="auto"):
+    """Colour depth maps (lists of [N, H, W] depths and opacities) with ONE range for all of them, so
+    a video does not flicker: near white, far black, background (opacity under ``DEPTH_OPACITY``) in
+    ``imaging.DEPTH_BACKGROUND``. ``depth_range``: "auto" (the ``DEPTH_PERCENTILES`` of the surface
+    depth of every foreground pixel; [ray_start, ray_end] when none is foreground), "rays"
+    ([ray_start, ray_end]) or (near, far). Returns ([N, 3, H, W] per map, info: near, far, how the
+    range was chosen, opacity threshold, foreground fraction)."""
+    o = options or RenderOptions()
+    if isinstance(depth_range, str):
+        if depth_range not in ("auto", "rays"):
+            raise ValueError(f"depth_range must be 'auto', 'rays' or (near, far), got {depth_range!r}")
+        found = None
+        if depth_range == "auto":
+            found = imaging.depth_range(depths, opacities, DEPTH_OPACITY, DEPTH_PERCENTILES)
+        if found is None:
+            (near, far), how = (o.ray_start, o.ray_end), "ray_start to ray_end"
+            if depth_range == "auto":
+                how += " (no foreground pixel)"
+        else:
+            (near, far), how = found, "foreground depth, percentiles {:g}-{:g}".format(*DEPTH_PERCENTILES)
+    else:
+        near, far = (float(v) for v in depth_range)
+        if not near < far:
+            raise ValueError(f"depth_range (near, far) needs near < far, got {depth_range}")
+        how = "given"
+    foreground = sum(int((a >= DEPTH_OPACITY).sum()) for a in opacities)
+    total = sum(a.numel() for a in opacities)
+    info = {"near": float(near), "far": float(far), "range": how, "opacity_threshold": DEPTH_OPACITY,
+            "foreground_fraction": foreground / max(total, 1)}
+    return [imaging.depth_to_rgb(d, near, far, a, DEPTH_OPACITY) for d, a in zip(depths, opacities)], info
+
+
+def describe_depth(info: dict) -> str:
+    """One line: the range of a depth image or video."""
+    return (f"{info['near']:.4f} (white) to {info['far']:.4f} (black), {info['range']}; "
+            f"{100 * info['foreground_fraction']:.0f}% of pixels foreground (opacity >= "
+            f"{info['opacity_threshold']:g}), the rest in the background colour")
+
+
 def render_video(generator, num=4, frames=48, mode="auto", seed=0, psi=0.7, options=None,
-                 progress=False, depth=False, **kw):
+                 progress=False, depth=False, depth_range="auto", **kw):
     """Frames (list of [3, H', W'] grids in [0, 1], one tile per identity) along the trajectory;
-    with ``depth``, (frames, depth frames) with depth mapped to colour over [ray_start, ray_end]."""
+    with ``depth``, (frames, depth frames, depth info): depth coloured by ``depth_images`` with one
+    range for the whole video."""
     o = options or RenderOptions()
     pitches, yaws = video_poses(o, frames, mode)
     f, p = latents(generator, num, seed, psi)
-    out, out_depth = [], []
+    out, depths, opacities = [], [], []
     nrow = int(math.ceil(math.sqrt(num)))
     for pi, ya in _progress(list(zip(pitches, yaws)), progress, "video"):
-        px, d = render_images(generator, f, p, pi, ya, o, seed=seed, **kw)
+        px, d, a = render_images(generator, f, p, pi, ya, o, seed=seed, with_opacity=True, **kw)
         out.append(imaging.make_grid(imaging.to_unit(px), nrow=nrow))
-        if depth:
-            out_depth.append(imaging.make_grid(imaging.depth_to_rgb(d, o.ray_start, o.ray_end), nrow=nrow))
-    return (out, out_depth) if depth else out
+        depths.append(d)
+        opacities.append(a)
+    if not depth:
+        return out
+    coloured, info = depth_images(depths, opacities, o, depth_range)
+    return out, [imaging.make_grid(c, nrow=nrow) for c in coloured], info
 
 
 def render_interpolation(generator, seeds, frames_per_seed=24, psi=0.7, options=None, mode="auto",
-                         progress=False, **kw):
+                         progress=False, depth_range="auto", **kw):
     """Latent-interpolation video: the truncated frequencies and phase shifts blend linearly from each
     seed's to the next one's (the last back to the first, so the video loops) while the camera moves
-    along ``video_poses``. Returns (frames [3, H, W] in [0, 1], depth frames)."""
+    along ``video_poses``. Returns (frames [3, H, W] in [0, 1], depth frames, depth info), the depth
+    coloured by ``depth_images`` with one range for the whole video."""
     seeds = [int(s) for s in seeds]
     if len(seeds) < 2:
         raise ValueError(f"interpolation needs at least 2 seeds, got {seeds}")
@@ -203,16 +265,24 @@ def render_interpolation(generator, seeds, frames_per_seed=24, psi=0.7, options=
     f, p = latents(generator, len(seeds), seeds[0], psi, z=z.to(dev))
     total = frames_per_seed * len(seeds)
     pitches, yaws = video_poses(o, total, mode)
-    frames, depths = [], []
+    frames, depths, opacities = [], [], []
     for t in _progress(range(total), progress, "interpolation"):
         k, a = divmod(t, frames_per_seed)
         a /= frames_per_seed
         j = (k + 1) % len(seeds)
         fi, pi_ = torch.lerp(f[k:k + 1], f[j:j + 1], a), torch.lerp(p[k:k + 1], p[j:j + 1], a)
-        px, d = render_images(generator, fi, pi_, pitches[t], yaws[t], o, seed=seeds[0], **kw)
+        px, d, a = render_images(generator, fi, pi_, pitches[t], yaws[t], o, seed=seeds[0], with_opacity=True,
+                                 **kw)
         frames.append(imaging.to_unit(px[0]))
-        depths.append(imaging.depth_to_rgb(d, o.ray_start, o.ray_end)[0])
-    return frames, depths
+        depths.append(d)
+        opacities.append(a)
+    coloured, info = depth_images(depths, opacities, o, depth_range)
+    return frames, [c[0] for c in coloured], info
+
+
+def _write_json(obj, path) -> Path:
+    path.write_text(json.dumps(obj, indent=2) + "\n")
+    return path
 
 
 def _save_video(out_dir, stem, frames, paths, key):
@@ -226,12 +296,13 @@ def _save_video(out_dir, stem, frames, paths, key):
 
 def write_samples(generator, out_dir, num=16, seed=0, psi=0.7, options=None, identities=4, views=5,
                   pitches=3, video_frames=0, video_mode="auto", progress=False, depth_video=False,
-                  interpolate=None, frames_per_seed=24, **kw):
+                  interpolate=None, frames_per_seed=24, depth_range="auto", report=None, **kw):
     """Write samples.png, depth.png, multiview.png (identities x yaw sweep at the mean pitch),
     multiview_id<k>.png (pitch x yaw grid per identity); when video_frames > 0, video.gif (and
     video.mp4 when imageio-ffmpeg is installed), with ``depth_video`` also video_depth.gif; with
     ``interpolate`` (a list of seeds) interpolation.gif and interpolation_depth.gif (and .mp4).
-    Returns {name: path}."""
+    Each depth image or video is coloured with one range (``depth_images``, ``depth_range``) written
+    next to it as <name>.json and passed to ``report`` (e.g. print) as one line. Returns {name: path}."""
     out_dir = check_output_dir(out_dir)
     o = options or RenderOptions()
     paths = {}
@@ -240,11 +311,18 @@ def write_samples(generator, out_dir, num=16, seed=0, psi=0.7, options=None, ide
         with writing(out_dir / name):
             return fn(*args, out_dir / name, **kwargs)
 
-    px, depth = render_grid(generator, num, seed, psi, o, progress=progress, desc="samples", **kw)
+    def save_range(stem, info):
+        paths[f"{stem}_range"] = save(f"{stem}.json", _write_json, info)
+        if report is not None:
+            report(f"{stem} range: {describe_depth(info)}")
+
+    px, depth, opacity = render_grid(generator, num, seed, psi, o, progress=progress, desc="samples",
+                                     with_opacity=True, **kw)
     nrow = int(math.ceil(math.sqrt(num)))
     paths["samples"] = save("samples.png", imaging.save_grid, px, nrow=nrow)
-    paths["depth"] = save("depth.png", imaging.save_png,
-                          imaging.make_grid(imaging.depth_to_rgb(depth, o.ray_start, o.ray_end), nrow=nrow))
+    (coloured,), info = depth_images([depth], [opacity], o, depth_range)
+    paths["depth"] = save("depth.png", imaging.save_png, imaging.make_grid(coloured, nrow=nrow))
+    save_range("depth", info)
     if identities > 0 and views > 0:
         mv = render_multiview(generator, identities, views, pitches, seed, psi, o, progress=progress,
                               desc="multiview", **kw)                # [I, P*V, 3, H, W]
@@ -255,20 +333,23 @@ def write_samples(generator, out_dir, num=16, seed=0, psi=0.7, options=None, ide
             paths[f"multiview_id{k}"] = save(f"multiview_id{k}.png", imaging.save_grid, mv[k], nrow=views)
     if video_frames > 0:
         frames = render_video(generator, min(identities or 1, num), video_frames, video_mode, seed, psi,
-                              o, progress=progress, depth=depth_video, **kw)
+                              o, progress=progress, depth=depth_video, depth_range=depth_range, **kw)
         if depth_video:
-            frames, depth_frames = frames
+            frames, depth_frames, info = frames
             _save_video(out_dir, "video_depth", depth_frames, paths, "depth_gif")
+            save_range("video_depth", info)
         paths["gif"] = save("video.gif", imaging.save_gif, frames)
         with writing(out_dir / "video.mp4"):
             mp4 = imaging.save_mp4(frames, out_dir / "video.mp4")
         if mp4 is not None:
             paths["mp4"] = mp4
     if interpolate:
-        frames, depth_frames = render_interpolation(generator, interpolate, frames_per_seed, psi, o,
-                                                    video_mode, progress=progress, **kw)
+        frames, depth_frames, info = render_interpolation(generator, interpolate, frames_per_seed, psi, o,
+                                                          video_mode, progress=progress,
+                                                          depth_range=depth_range, **kw)
         _save_video(out_dir, "interpolation", frames, paths, "interpolation")
         _save_video(out_dir, "interpolation_depth", depth_frames, paths, "interpolation_depth")
+        save_range("interpolation_depth", info)
     return paths
 
 
@@ -310,6 +391,10 @@ def _parse(argv):
     ap.add_argument("--lock-view-dependence", action="store_true",
                     help="colour from one fixed view direction (no view-dependent shading while the camera moves)")
     ap.add_argument("--depth-video", action="store_true", help="also write video_depth.gif")
+    ap.add_argument("--depth-range", default="auto", metavar="auto|rays|NEAR,FAR",
+                    help="depth shown from white to black: 'auto' (default: 1st-99th percentile of the "
+                    "foreground's depth, one range per image or video), 'rays' (ray_start to ray_end) "
+                    "or two numbers")
     ap.add_argument("--interpolate", type=int, nargs="+", default=None, metavar="SEED",
                     help="latent-interpolation video through these seeds (>= 2), camera moving")
     ap.add_argument("--frames-per-seed", type=int, default=24, help="interpolation frames per seed")
@@ -333,6 +418,14 @@ def _parse(argv):
         ap.error("--num must be >= 1")
     if args.frames < 0:
         ap.error(f"--frames must be >= 0, got {args.frames}")
+    if args.depth_range not in ("auto", "rays"):
+        try:
+            near, far = (float(v) for v in args.depth_range.split(","))
+        except ValueError:
+            ap.error(f"--depth-range must be 'auto', 'rays' or NEAR,FAR (two numbers), got {args.depth_range!r}")
+        if not near < far:
+            ap.error(f"--depth-range NEAR,FAR needs NEAR < FAR, got {args.depth_range!r}")
+        args.depth_range = (near, far)
     return args
 
 
@@ -365,7 +458,8 @@ def _main(argv):
                               options=options, identities=args.identities, views=args.views,
                               pitches=args.pitches, video_frames=args.frames, video_mode=args.video,
                               progress=not args.no_progress, depth_video=args.depth_video,
-                              interpolate=args.interpolate, frames_per_seed=args.frames_per_seed)
+                              interpolate=args.interpolate, frames_per_seed=args.frames_per_seed,
+                              depth_range=args.depth_range, report=print)
     for name, p in paths.items():
         print(f"{name}: {p}")
     if args.frames and "mp4" not in paths:

@@ -32,7 +32,7 @@ def test_cli_writes_all_outputs(tiny_ckpt, tmp_path, capsys):
                       "--no-progress", "--device", "cpu", "--backend", "reference"])
     assert rc == 0
     names = {p.name for p in out.iterdir()}
-    assert {"samples.png", "depth.png", "multiview.png", "multiview_id0.png", "multiview_id1.png",
+    assert {"samples.png", "depth.png", "depth.json", "multiview.png", "multiview_id0.png", "multiview_id1.png",
             "video.gif"} <= names
     printed = capsys.readouterr().out
     assert "samples.png" in printed
@@ -81,9 +81,6 @@ def test_video_poses_and_imaging():
     grid = imaging.make_grid(torch.zeros(5, 3, 4, 4), nrow=2, padding=1)
     assert grid.shape == (3, 3 * 5 + 1, 2 * 5 + 1)
     assert grid[:, 0].eq(1).all() and grid[:, 1:5, 1:5].eq(0).all()
-    d = imaging.depth_to_rgb(torch.tensor([[[0.9, 1.1]]]), 0.9, 1.1)
-    torch.testing.assert_close(d[0, :, 0, 0], torch.ones(3))           # near = bright
-    torch.testing.assert_close(d[0, :, 0, 1], torch.zeros(3))
     with pytest.raises(ValueError, match="images"):
         imaging.make_grid(torch.zeros(3, 4, 4))
 
@@ -112,5 +109,103 @@ def test_cli_renders_a_pigan_folder(tmp_path):
                       "--views", "2", "--pitches", "1", "--resolution", "4", "--steps", "3",
                       "--frames", "0", "--no-progress", "--device", "cpu", "--no-ema"])
     assert rc == 0
-    assert {p.name for p in out.iterdir()} == {"samples.png", "depth.png", "multiview.png",
+    assert {p.name for p in out.iterdir()} == {"samples.png", "depth.png", "depth.json", "multiview.png",
                                                "multiview_id0.png"}
+
+
+# ------------------------------------------------------------------------------------ depth images
+def test_depth_mapping_gives_known_grey_levels_and_background():
+    depth = torch.tensor([[[0.9, 1.0, 1.05, 1.2, 0.5]]])                  # [1, 1, 5]
+    d = imaging.depth_to_rgb(depth, 0.9, 1.1)
+    torch.testing.assert_close(d[0, 0, 0], torch.tensor([1.0, 0.5, 0.25, 0.0, 1.0]))   # near white, clamped
+    assert d.shape == (1, 3, 1, 5) and torch.equal(d[:, 0], d[:, 2])
+    # With opacity: surface depth = depth / opacity; pixels under the threshold are background.
+    opacity = torch.tensor([[[0.5, 1.0, 0.8, 0.49, 0.0]]])
+    raw = torch.tensor([[[0.5, 1.0, 0.84, 0.5, 0.0]]])                  # surfaces at 1.0, 1.0, 1.05
+    d = imaging.depth_to_rgb(raw, 0.9, 1.1, opacity, threshold=0.5)
+    torch.testing.assert_close(d[0, :, 0, :3], torch.tensor([0.5, 0.5, 0.25]).expand(3, 3))
+    bg = torch.tensor(imaging.DEPTH_BACKGROUND).reshape(3, 1)
+    torch.testing.assert_close(d[0, :, 0, 3:], bg.expand(3, 2))
+    assert len(set(imaging.DEPTH_BACKGROUND)) > 1                       # not a grey a depth could take
+    with pytest.raises(ValueError, match="same shape"):
+        imaging.depth_to_rgb(raw, 0.9, 1.1, opacity[..., :2])
+
+
+def test_depth_range_is_robust_percentiles_of_the_foreground():
+    # 100 foreground pixels at 1.00 .. 1.99 in two maps, plus background at depth 0 and an outlier
+    values = 1 + torch.arange(100, dtype=torch.float32) / 100
+    depths = [values[:60].reshape(1, 6, 10), torch.cat([values[60:], torch.zeros(4)]).reshape(1, 4, 11)]
+    opac = [torch.ones(1, 6, 10), torch.cat([torch.ones(40), torch.zeros(4)]).reshape(1, 4, 11)]
+    near, far = imaging.depth_range(depths, opac, 0.5, (0, 100))
+    assert (near, far) == pytest.approx((1.0, 1.99))
+    near, far = imaging.depth_range(depths, opac, 0.5, (10, 90))
+    assert (near, far) == pytest.approx((float(np.percentile(values.numpy(), 10)),
+                                         float(np.percentile(values.numpy(), 90))))
+    assert imaging.depth_range([torch.ones(1, 2, 2)], [torch.zeros(1, 2, 2)]) is None
+    with pytest.raises(ValueError, match="percentiles"):
+        imaging.depth_range(depths, opac, 0.5, (50, 10))
+
+
+def test_depth_images_share_one_range():
+    o = RenderOptions(ray_start=0.5, ray_end=2.0)
+    near_frame = torch.full((1, 2, 2), 1.0)
+    far_frame = torch.full((1, 2, 2), 1.2)
+    ones = torch.ones(1, 2, 2)
+    (a, b), info = render.depth_images([near_frame, far_frame], [ones, ones], o)
+    # one range over both frames: the first is all white, the second all black (a range per frame
+    # would give both the same grey)
+    assert (info["near"], info["far"]) == pytest.approx((1.0, 1.2))
+    assert a.eq(1).all() and b.eq(0).all()
+    assert info["foreground_fraction"] == 1 and "percentiles 1-99" in info["range"]
+    assert render.describe_depth(info).startswith("1.0000 (white) to 1.2000 (black), foreground depth")
+    (a,), info = render.depth_images([near_frame], [ones], o, "rays")
+    assert (info["near"], info["far"]) == (0.5, 2.0)
+    torch.testing.assert_close(a, torch.full((1, 3, 2, 2), 1 - 0.5 / 1.5))
+    (a,), info = render.depth_images([near_frame], [ones], o, (1.0, 3.0))
+    assert info["range"] == "given" and a.eq(1).all()
+    (a,), info = render.depth_images([near_frame], [torch.zeros(1, 2, 2)], o)        # no foreground
+    assert (info["near"], info["far"]) == (0.5, 2.0) and "no foreground" in info["range"]
+    assert info["foreground_fraction"] == 0
+    torch.testing.assert_close(a[0, :, 0, 0], torch.tensor(imaging.DEPTH_BACKGROUND))
+    for bad in ("far", (2.0, 1.0)):
+        with pytest.raises(ValueError, match="depth_range"):
+            render.depth_images([near_frame], [ones], o, bad)
+
+
+def test_opacity_is_the_sum_of_the_compositing_weights(tiny_ckpt):
+    _, g = tiny_ckpt
+    o = RenderOptions.from_curriculum(get_curriculum("demo")).replace(img_size=6, num_steps=4)
+    f, p = render.latents(g, 2, seed=1)
+    px, d, a = render.render_images(g, f, p, 1.5, 1.6, o, with_opacity=True)
+    px2, d2 = render.render_images(g, f, p, 1.5, 1.6, o)
+    assert torch.equal(px, px2) and torch.equal(d, d2) and a.shape == (2, 6, 6)
+    torch.manual_seed(0)                                 # render_images' importance-sampling seed
+    expected = torch.stack([g.render(frequencies=f[i:i + 1], phase_shifts=p[i:i + 1], pitch=1.5, yaw=1.6,
+                                     options=o.replace(max_batch_size=render.RENDER_CHUNK), jitter=False)
+                            ["weights"].sum((-2, -1)).reshape(6, 6) for i in range(2)])
+    torch.testing.assert_close(a, expected, rtol=1e-5, atol=1e-6)
+    assert (a >= 0).all() and (a <= 1 + 1e-5).all()
+
+
+def test_cli_writes_depth_ranges(tiny_ckpt, tmp_path, capsys):
+    import json
+    path, _ = tiny_ckpt
+    base = [str(path), "--num", "1", "--identities", "1", "--views", "1", "--pitches", "1", "--resolution", "6",
+            "--steps", "3", "--frames", "2", "--depth-video", "--no-progress", "--device", "cpu"]
+    assert render.main([*base, "--out", str(tmp_path / "a")]) == 0
+    printed = capsys.readouterr().out
+    for stem in ("depth", "video_depth"):
+        info = json.loads((tmp_path / "a" / f"{stem}.json").read_text())
+        assert set(info) >= {"near", "far", "range", "opacity_threshold", "foreground_fraction"}
+        assert f"{stem} range: {render.describe_depth(info)}" in printed
+    assert render.main([*base, "--out", str(tmp_path / "b"), "--depth-range", "rays"]) == 0
+    info = json.loads((tmp_path / "b" / "video_depth.json").read_text())
+    cur = get_curriculum("demo")
+    assert (info["near"], info["far"]) == (cur["ray_start"], cur["ray_end"])
+    assert render.main([*base, "--out", str(tmp_path / "c"), "--depth-range", "0.9,1.1"]) == 0
+    assert json.loads((tmp_path / "c" / "depth.json").read_text())["range"] == "given"
+    for bad in ("near", "1.1,0.9", "1,2,3"):
+        with pytest.raises(SystemExit) as exc:
+            render.main([*base, "--out", str(tmp_path / "d"), "--depth-range", bad])
+        assert exc.value.code == 2
+        assert "--depth-range" in capsys.readouterr().err

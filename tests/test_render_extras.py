@@ -27,9 +27,11 @@ def test_ray_chunks_equal_one_march(gen):
     pitch, yaw = torch.tensor([1.5]), torch.tensor([1.7])
     whole = gen.render(frequencies=f, phase_shifts=p, pitch=pitch, yaw=yaw, options=o, jitter=False)
     for samples in (5, 7 * 5, 81 * 5):                  # one ray, 7 rays (uneven tail), all rays
-        px, depth = render._render_in_ray_chunks(gen, f, p, pitch, yaw, o, max_samples=samples)
+        px, depth, opacity = render._render_in_ray_chunks(gen, f, p, pitch, yaw, o, max_samples=samples,
+                                                          with_opacity=True)
         torch.testing.assert_close(px, whole["pixels"], rtol=1e-5, atol=1e-6)
         torch.testing.assert_close(depth, whole["depth"], rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(opacity, whole["weights"].sum((-2, -1)).reshape(1, 9, 9), rtol=1e-5, atol=1e-6)
 
 
 def test_large_images_are_marched_in_bounded_chunks(gen, monkeypatch):
@@ -80,8 +82,9 @@ def test_lock_view_dependence_fixes_the_colour_direction(gen):
 
 def test_interpolation_passes_through_each_seed(gen):
     o = RenderOptions(img_size=6, num_steps=4, hierarchical_sample=False)
-    frames, depths = render.render_interpolation(gen, [3, 5, 8], frames_per_seed=2, psi=0.7, options=o)
+    frames, depths, info = render.render_interpolation(gen, [3, 5, 8], frames_per_seed=2, psi=0.7, options=o)
     assert len(frames) == 6 and len(depths) == 6 and frames[0].shape == (3, 6, 6)
+    assert depths[0].shape == (3, 6, 6) and info["near"] <= info["far"]
     assert all(0 <= float(fr.min()) and float(fr.max()) <= 1 for fr in frames)
     pitches, yaws = render.video_poses(o, 6, "auto")
     z = torch.randn(1, 8, generator=torch.Generator().manual_seed(5))
