@@ -22,7 +22,6 @@ the state is then copied into freshly built modules of ours.
 """
 from __future__ import annotations
 
-import argparse
 import os
 import pickle
 import sys
@@ -384,7 +383,8 @@ def convert(src, dst, map_location="cpu"):
 
 def main(argv=None):
     """``pigan convert SRC DST``."""
-    ap = argparse.ArgumentParser(prog="pigan convert", description=(
+    from pigan.cli import ArgumentParser
+    ap = ArgumentParser(prog="pigan convert", description=(
         "Convert a released pi-GAN checkpoint (folder with generator.pth, ema.pth, discriminator.pth, "
         "or a path to generator.pth) to a pigan-kernels checkpoint loadable with weights_only=True. "
         "pi-GAN's pickles are read through an allowlist of the globals they need; any other global "

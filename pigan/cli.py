@@ -230,6 +230,8 @@ def info() -> int:
         if st.get("reason"):
             line += f"  ({st['reason']})"
         print(line)
+        for note in st.get("notes", ()):
+            print(f"            note: {note}")
     native = ops._backend.native_module()
     if native is not None:
         build = getattr(native, "build_info", None)
@@ -240,8 +242,35 @@ def info() -> int:
     return 0
 
 
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse's parser whose errors are two lines and exit code 2: a one-line usage (the
+    positionals, the required options and ``[options]``, with where the full list is), then
+    ``PROG: error: MESSAGE``. argparse's own usage lists every option and runs to 20 lines."""
+
+    def short_usage(self) -> str:
+        fmt = self._get_formatter()
+        parts = [self.prog]
+        optional = False
+        for a in self._actions:
+            if not a.option_strings or a.help == argparse.SUPPRESS:
+                continue
+            if a.required:
+                metavar = fmt._format_args(a, fmt._get_default_metavar_for_optional(a)) if a.nargs != 0 else ""
+                parts.append(f"{a.option_strings[-1]} {metavar}".rstrip())
+            else:
+                optional = True
+        if optional:
+            parts.append("[options]")
+        parts += [fmt._format_args(a, fmt._get_default_metavar_for_positional(a))
+                  for a in self._get_positional_actions()]
+        return f"usage: {' '.join(parts)}  (all options: {self.prog} --help)"
+
+    def error(self, message):
+        self.exit(EXIT_USAGE, f"{self.short_usage()}\n{self.prog}: error: {message}\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="pigan", description="pi-GAN on fused kernels: training, inversion, "
+    p = ArgumentParser(prog="pigan", description="pi-GAN on fused kernels: training, inversion, "
                                 "rendering, checkpoint conversion.", epilog=EXIT_CODES_HELP,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     from pigan import __version__

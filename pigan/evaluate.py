@@ -26,7 +26,7 @@ from pathlib import Path
 import torch
 
 from pigan import metrics
-from pigan.cli import EXIT_CODES_HELP, UsageError, add_generator_args, pick_device, run_command
+from pigan.cli import EXIT_CODES_HELP, ArgumentParser, UsageError, add_generator_args, pick_device, run_command
 from pigan.render_options import RenderOptions
 
 __all__ = ["PIGAN_PROTOCOL", "eval_options", "to_uint8", "real_features", "generated_features",
@@ -269,7 +269,7 @@ def format_table(result: dict) -> str:
 # ------------------------------------------------------------------------------------ CLI
 def build_parser() -> argparse.ArgumentParser:
     p = PIGAN_PROTOCOL
-    ap = argparse.ArgumentParser(prog="pigan eval", description=(
+    ap = ArgumentParser(prog="pigan eval", description=(
         "FID, KID (x100) and IS of a checkpoint's generator against real images, with "
         "torch-fidelity's InceptionV3. Defaults follow pi-GAN's evaluation protocol."),
         epilog=EXIT_CODES_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)

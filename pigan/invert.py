@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 
 from . import imaging, ops
-from .cli import EXIT_CODES_HELP, CommandError, UsageError, check_output_dir, pick_device, run_command, writing
+from .cli import EXIT_CODES_HELP, ArgumentParser, CommandError, UsageError, check_output_dir, pick_device, run_command, writing
 from .data import IMAGE_EXTENSIONS, _load_rgb, _square_crop_resize, _to_tensor
 from .logging_utils import plot_curves
 from .render_options import RenderOptions
@@ -279,7 +279,7 @@ def summary(res: dict) -> str:
 
 
 def build_parser():
-    p = argparse.ArgumentParser(prog="pigan invert", description=(
+    p = ArgumentParser(prog="pigan invert", description=(
         "Fit a trained generator to an image (or every image of a folder) and render novel views."),
         epilog=EXIT_CODES_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("checkpoint", help="checkpoint written by `pigan train` or `pigan convert`")

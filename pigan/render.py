@@ -367,8 +367,8 @@ def load_for_render(checkpoint, device="cpu", use_ema=True):
 
 
 def _parse(argv):
-    from pigan.cli import EXIT_CODES_HELP
-    ap = argparse.ArgumentParser(prog="pigan render", description=(
+    from pigan.cli import EXIT_CODES_HELP, ArgumentParser
+    ap = ArgumentParser(prog="pigan render", description=(
         "Render a sample grid, depth maps, multi-view grids and a video from a checkpoint "
         "(ours, or pi-GAN's folder / generator.pth)."), epilog=EXIT_CODES_HELP,
         formatter_class=argparse.RawDescriptionHelpFormatter)

@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from pigan.cli import (EXIT_CODES_HELP, EXIT_FAILED, UsageError, add_generator_args, check_output_dir, pick_device,
+from pigan.cli import (EXIT_CODES_HELP, EXIT_FAILED, ArgumentParser, UsageError, add_generator_args, check_output_dir, pick_device,
                        run_command, writing)
 
 __all__ = ["DEFAULT_LEVEL", "grid_points", "latent_codes", "density_grid", "field_colors",
@@ -250,7 +250,7 @@ def default_level(config: dict | None) -> float:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="pigan shapes", description=(
+    ap = ArgumentParser(prog="pigan shapes", description=(
         "Sample a generator's density on an N^3 grid and write it as .mrc, and as a coloured mesh "
         "(.ply; .obj and a PNG preview on request) by marching cubes."),
         epilog=EXIT_CODES_HELP.replace("(e.g. none of the input images could be read)",

@@ -18,6 +18,48 @@ def test_info_lists_backends(capsys):
         assert f"  {name}" in out
 
 
+def test_info_prints_each_backends_notes(capsys, monkeypatch):
+    from pigan.ops import _backend
+    from pigan.ops.film import AUTO_NOTE
+
+    monkeypatch.setitem(_backend._notes, "native", ["a note for the test"])
+    assert cli.main(["info"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    native = next(i for i, line in enumerate(lines) if line.startswith("  native "))
+    assert lines[native + 1] == "            note: a note for the test"
+    assert f"            note: {AUTO_NOTE}" in lines                  # film_siren's, under triton
+
+
+@pytest.mark.parametrize("argv, prog, message", [
+    (["render", "ck.pt", "--out", "o", "--resolution", "0"], "pigan render", "--resolution must be positive"),
+    (["render"], "pigan render", "the following arguments are required: checkpoint, --out"),
+    (["train", "--bogus"], "pigan train", "unrecognized arguments: --bogus"),
+    (["eval", "ck.pt"], "pigan eval", "the following arguments are required: --real"),
+    (["shapes", "ck.pt", "--out", "o", "--resolution", "abc"], "pigan shapes", "invalid int value: 'abc'"),
+    (["invert"], "pigan invert", "required: checkpoint, images"),
+    (["convert"], "pigan convert", "required: src, dst"),
+    (["--bogus"], "pigan", "unrecognized arguments: --bogus"),
+])
+def test_usage_errors_are_one_usage_line_and_one_error_line(argv, prog, message, capsys):
+    with pytest.raises(SystemExit) as exc:
+        cli.main(argv)
+    assert exc.value.code == 2
+    captured = capsys.readouterr()
+    usage, error = captured.err.splitlines()
+    assert usage.startswith(f"usage: {prog} ") and usage.endswith(f"(all options: {prog} --help)")
+    assert error.startswith(f"{prog}: error: ") and message in error
+    assert captured.out == ""
+
+
+def test_short_usage_names_required_options_and_positionals():
+    ap = cli.ArgumentParser(prog="pigan x")
+    ap.add_argument("src")
+    ap.add_argument("dst", nargs="+")
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--flag", action="store_true", required=True)
+    assert ap.short_usage() == "usage: pigan x --out OUT --flag [options] src dst [dst ...]  (all options: pigan x --help)"
+
+
 def test_no_command_prints_help(capsys):
     assert cli.main([]) == 2
     out = capsys.readouterr().out

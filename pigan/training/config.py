@@ -17,7 +17,7 @@ import torch
 
 from .. import curriculums as C
 from .. import ops
-from ..cli import EXIT_CODES_HELP, UsageError, check_output_dir
+from ..cli import EXIT_CODES_HELP, ArgumentParser, UsageError, check_output_dir
 from ..data import PROCEDURAL_NAMES
 from .distributed import rank
 
@@ -193,7 +193,7 @@ def validate_curriculum(cur: dict):
 
 # ---------------------------------------------------------------------------- arguments
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="pigan train", description="Train a pi-GAN from a curriculum.",
+    p = ArgumentParser(prog="pigan train", description="Train a pi-GAN from a curriculum.",
                                 epilog=EXIT_CODES_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--curriculum", "-c", default=None,
                    help="celeba | carla | cats | demo, or a .json/.py file (default: demo, or the "
