@@ -149,6 +149,7 @@ def test_cli_offline_error(tiny, tmp_path, monkeypatch, capsys):
     _, _, path, real = tiny
     monkeypatch.delenv(metrics.INCEPTION_ENV, raising=False)
     monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))
+    monkeypatch.setattr(metrics, "fid_helper_weights", lambda: None)
     rc = ev.main([str(path), "--real", str(real), "--no-progress"])
     err = capsys.readouterr().err
     assert rc == 2 and err.count("\n") == 1 and metrics.INCEPTION_FILE in err and "--inception" in err

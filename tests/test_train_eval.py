@@ -49,6 +49,7 @@ def test_eval_every_logs_and_plots_metrics(tmp_path, monkeypatch, capsys):
 def test_eval_every_without_weights_fails_before_training(tmp_path, monkeypatch, capsys):
     monkeypatch.delenv(metrics.INCEPTION_ENV, raising=False)
     monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))
+    monkeypatch.setattr(metrics, "fid_helper_weights", lambda: None)
     code = train.main(["--out", str(tmp_path / "run"), "--max-steps", "2", "--eval-every", "1", *TINY])
     err = capsys.readouterr().err
     assert code == 2 and "--eval-every" in err and metrics.INCEPTION_FILE in err
