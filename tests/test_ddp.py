@@ -1,5 +1,5 @@
-"""Multi-process training with DDP on CPU (gloo): replicas stay identical, data is sharded, and the
-torchrun entry point works with only rank 0 writing."""
+"""Multi-process training with DDP on CPU (gloo): replicas stay identical, data is sharded, --eval-every
+renders its images on both ranks, and the torchrun entry point works with only rank 0 writing."""
 import os
 import socket
 import subprocess
@@ -22,12 +22,43 @@ def _free_port():
         return s.getsockname()[1]
 
 
+# 20 generated images in batches of 16: rank 0 renders batch 0 (16 images), rank 1 batch 1 (4)
+EVAL = ["--eval-every", "2", "--eval-real-count", "6", "--eval-fake-count", "20", "--eval-size", "8",
+        "--no-tensorboard"]
+
+
+def _pooled(images):
+    """Stands in for InceptionV3 (its weights are not available offline): 4x4 pooled colours."""
+    f = torch.nn.functional.adaptive_avg_pool2d(images.double() / 255, 4).flatten(1)
+    return f, 4 * f[:, :10]
+
+
+_pooled.name = "test-pool4x4"
+
+
 def _worker(rank, world, port, out, cache):
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world),
                       LOCAL_RANK=str(rank), PIGAN_CACHE=cache)
     torch.set_num_threads(1)
+    from pigan import evaluate, metrics
     from pigan import training as train
-    args, cur, _ = train.resolve_config(TINY + ["--out", out, "--max-steps", "2"])
+
+    # this process's own modules: the weights check passes, the extractor is the stand-in, and the
+    # generated images this rank extracts are counted
+    metrics.find_inception_weights = lambda path=None: Path(out)
+    metrics.InceptionExtractor = lambda weights, device: _pooled
+    generated, generated_features = [], evaluate.generated_features
+
+    def counting(generator, extractor, *a, **kw):
+        def extract(images):
+            generated.append(images.shape[0])
+            return extractor(images)
+
+        extract.name = extractor.name
+        return generated_features(generator, extract, *a, **kw)
+
+    evaluate.generated_features = counting
+    args, cur, _ = train.resolve_config(TINY + EVAL + ["--out", out, "--max-steps", "2"])
     assert train.distributed.init_distributed(args.device)
     trainer, ok = None, False
     try:
@@ -37,7 +68,8 @@ def _worker(rank, world, port, out, cache):
         train.fit(trainer)
         torch.save({"generator": trainer.generator.state_dict(), "discriminator": trainer.discriminator.state_dict(),
                     "ema": trainer.ema.state_dict(), "init": init, "step": trainer.step,
-                    "batches": trainer.stream._epoch_batches(0, 0)}, Path(out) / f"rank{rank}.pt")
+                    "batches": trainer.stream._epoch_batches(0, 0), "generated": generated},
+                   Path(out) / f"rank{rank}.pt")
         ok = True
     finally:
         trainer = None
@@ -60,6 +92,12 @@ def test_two_process_gloo_replicas_identical(tmp_path):
     assert "siren.network.0.layer.weight" in moved
     # only rank 0 writes the run's files
     assert (out / "checkpoint.pt").is_file() and (out / "log.csv").is_file()
+    # --eval-every: each rank extracted its share of the generated images; rank 0 logged the metrics
+    assert r0["generated"] == [16] and r1["generated"] == [4]
+    from pigan.logging_utils import read_csv
+    evals = [r for r in read_csv(out / "log.csv") if r.get("fid")]
+    assert [r["step"] for r in evals] == ["2"] and float(evals[0]["fid"]) > 0
+    assert (out / "metrics.png").is_file()
 
 
 def test_torchrun_entry_point(tmp_path):
