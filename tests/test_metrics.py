@@ -257,3 +257,27 @@ def test_fid_helper_weights_in_torch_fidelity_give_the_torchscript_features(tmp_
     again = metrics.InceptionExtractor(path)             # the converted file is reused from the cache
     assert len(list((tmp_path / "cache" / "inception").iterdir())) == 1
     assert torch.equal(again(images)[0], feats)
+
+
+def test_download_goes_to_the_library_cache_and_fails_clearly(tmp_path, monkeypatch):
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))
+    urls = []
+
+    def offline(url, dst, **kw):
+        urls.append(url)
+        raise OSError("Network is unreachable")
+
+    monkeypatch.setattr(torch.hub, "download_url_to_file", offline)
+    with pytest.raises(metrics.InceptionWeightsNotFound, match="could not download .*Network is unreachable"):
+        metrics.find_inception_weights("download")
+    assert urls and urls[0].endswith(metrics.INCEPTION_FILE)
+
+    def fetch(url, dst, **kw):
+        with open(dst, "wb") as fh:
+            fh.write(b"weights")
+
+    monkeypatch.setattr(torch.hub, "download_url_to_file", fetch)
+    target = tmp_path / "hub" / "checkpoints" / metrics.INCEPTION_FILE
+    assert metrics.find_inception_weights("download") == target and target.read_bytes() == b"weights"
+    monkeypatch.setattr(torch.hub, "download_url_to_file", offline)
+    assert metrics.find_inception_weights("download") == target          # cached: no second fetch

