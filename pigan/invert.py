@@ -12,7 +12,16 @@ every ``check_every`` iterations a clean render (fixed samples, no noise) is sco
 iterate is returned with the final one's score, and a check far worse than the best restarts from
 the best at half the learning rate: with Adam at lr 1e-2 every raw frequency offset moves by up to
 lr per step and the siren multiplies it by 15, so late steps can overshoot (on the demo model, the
-density grows until it fills the frame and the error climbs back up). ``--fit-pose`` optimises yaw and pitch too, from a small grid of poses.
+density grows until it fills the frame and the error climbs back up).
+
+``--fit-pose`` optimises pitch and yaw too. The raw offsets are free enough to imitate a pose
+change (on the demo model a fixed-pose fit of a render 17 degrees off in yaw scores as high as a fit
+at the true pose), so the pose is fitted first together with the mapping network's z (``z_iterations``,
+from z = 0): z keeps the latent on the generator's own manifold, where a pose change cannot be
+hidden as easily; the offsets then refine from that z and pose. The start pose is the one the
+checkpoint's discriminator predicts when its position head was trained (pos_lambda > 0: D regresses
+the (pitch, yaw) each fake was rendered at), else the best of a small grid of poses after a short fit.
+"""
 """
 from __future__ import annotations
 
@@ -71,17 +80,64 @@ def pose_grid(options: RenderOptions, yaws: int = 3, pitches: int = 1) -> list[t
             for y in axis(options.yaw, options.h_stddev, yaws)]
 
 
-def _fit(generator, target, avg_f, avg_p, opts, pitch, yaw, *, iterations, lr, weight_decay, lr_step,
-         lr_gamma, noise_std, jitter, fit_pose, pose_lr, check_every, backtrack, gen, bar):
-    """One optimisation from (pitch, yaw). Keeps the iterate whose clean render (no jitter, no latent
-    noise, the same importance-sampling draws every time; checked every ``check_every`` iterations and
-    at the end) fits best. A check worse than ``backtrack`` x the best restarts from the best iterate
-    with fresh Adam moments and half the learning rates."""
+def discriminator_pose(discriminator, image: torch.Tensor, alpha: float = 1.0, size: int | None = None):
+    """(pitch, yaw) in radians of ``image`` ([3, H, W] or [1, 3, H, W] in [-1, 1]) as predicted by
+    an encoder discriminator's position head (CCSEncoderDiscriminator, ProgressiveEncoderDiscriminator).
+
+    Training with pos_lambda > 0 regresses D's last two outputs on the (pitch, yaw) the generator
+    rendered each fake at (the pose ``ImplicitGenerator3d.forward`` returns; an MSE in radians, see
+    ``training.loss.identity_penalty``), so they read directly as a pose. ``alpha``: the fade-in of
+    the checkpoint's training step; ``size``: the resolution D was trained at (the image is resized
+    to it, area-averaged or bilinear)."""
+    image = _check_image(image).unsqueeze(0).float()
+    if size is not None and size != image.shape[-1]:
+        mode = "area" if size < image.shape[-1] else "bilinear"
+        image = F.interpolate(image, size=(size, size), mode=mode)
+    param = next(discriminator.parameters())
+    was_training = discriminator.training
+    discriminator.eval()
+    try:
+        with torch.no_grad():
+            out = discriminator(image.to(device=param.device, dtype=param.dtype), alpha)
+    finally:
+        discriminator.train(was_training)
+    if not isinstance(out, tuple) or len(out) != 3 or out[2] is None or out[2].shape[-1] != 2:
+        raise ValueError(f"{type(discriminator).__name__} has no position head (it must return "
+                         f"(prediction, latent, position [B, 2]))")
+    pitch, yaw = out[2][0].float().tolist()
+    return pitch, yaw
+
+
+def _fit(generator, target, base, opts, pitch, yaw, *, iterations, lr, weight_decay, lr_step,
+         lr_gamma, noise_std, jitter, fit_pose, pose_lr, check_every, backtrack, gen, bar, space="offsets"):
+    """One optimisation from (pitch, yaw). ``space`` "offsets": additive offsets to the (frequencies,
+    phase_shifts) pair ``base`` ([1, D] each), with annealed noise on the base; "z": the mapping
+    network's input, from ``base`` ([1, z_dim]), no noise (the mapping network keeps every iterate
+    on the generator's own latent manifold). Keeps the iterate whose clean render (no jitter, no
+    latent noise, the same importance-sampling draws every time; checked every ``check_every``
+    iterations and at the end) fits best. A check worse than ``backtrack`` x the best restarts from
+    the best iterate with fresh Adam moments and half the learning rates."""
     device = target.device
     fork = [device] if device.type == "cuda" else []
-    f_off = torch.zeros_like(avg_f, requires_grad=True)
-    p_off = torch.zeros_like(avg_p, requires_grad=True)
-    groups = [{"params": [f_off, p_off]}]
+    if space == "z":
+        z = base.detach().clone().requires_grad_(True)
+        params = [z]
+
+        def latent(noisy):
+            return generator.siren.mapping_network(z)
+    else:
+        avg_f, avg_p = base
+        f_off = torch.zeros_like(avg_f, requires_grad=True)
+        p_off = torch.zeros_like(avg_p, requires_grad=True)
+        params = [f_off, p_off]
+
+        def latent(anneal):
+            if not anneal:
+                return avg_f + f_off, avg_p + p_off
+            nf = torch.randn(avg_f.shape, device=device, generator=gen) * noise_std * anneal
+            npz = torch.randn(avg_p.shape, device=device, generator=gen) * noise_std * anneal
+            return avg_f + nf + f_off, avg_p + npz + p_off
+    groups = [{"params": params}]
     pose = torch.tensor([[float(pitch)], [float(yaw)]], device=device, requires_grad=fit_pose)
     if fit_pose:
         groups.append({"params": [pose], "lr": pose_lr, "weight_decay": 0.0})
@@ -93,14 +149,14 @@ def _fit(generator, target, avg_f, avg_p, opts, pitch, yaw, *, iterations, lr, w
         nonlocal best
         with torch.no_grad(), torch.random.fork_rng(devices=fork):
             torch.manual_seed(0)
-            f, p = avg_f + f_off, avg_p + p_off
+            f, p = latent(0)
             fit = _render(generator, f, p, opts, pitch=pose[0:1], yaw=pose[1:2], jitter=False)
             mse = F.mse_loss(fit.float(), target).item()
         checks.append((i, mse))
         if best is not None and backtrack and mse > backtrack * best["mse"]:
             with torch.no_grad():
-                f_off.copy_(best["frequencies"] - avg_f)
-                p_off.copy_(best["phase_shifts"] - avg_p)
+                for t, saved in zip(params, best["state"]):
+                    t.copy_(saved)
                 pose.copy_(torch.tensor([[best["pitch"]], [best["yaw"]]], device=device))
             opt.state.clear()
             for group in opt.param_groups:
@@ -109,15 +165,12 @@ def _fit(generator, target, avg_f, avg_p, opts, pitch, yaw, *, iterations, lr, w
         if best is None or mse < best["mse"]:
             best = {"iteration": i, "mse": mse, "frequencies": f.detach().clone(),
                     "phase_shifts": p.detach().clone(), "pitch": pose[0].item(), "yaw": pose[1].item(),
-                    "fit": fit.detach()}
+                    "fit": fit.detach(), "state": [t.detach().clone() for t in params]}
 
     check(0)
     for i in range(iterations):
-        anneal = (iterations - i) / iterations
-        nf = torch.randn(avg_f.shape, device=device, generator=gen) * noise_std * anneal
-        npz = torch.randn(avg_p.shape, device=device, generator=gen) * noise_std * anneal
-        frame = _render(generator, avg_f + nf + f_off, avg_p + npz + p_off, opts, pitch=pose[0:1],
-                        yaw=pose[1:2], jitter=jitter)
+        f, p = latent((iterations - i) / iterations)
+        frame = _render(generator, f, p, opts, pitch=pose[0:1], yaw=pose[1:2], jitter=jitter)
         loss = F.mse_loss(frame.float(), target)
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -138,7 +191,7 @@ def invert(generator, image: torch.Tensor, *, iterations: int = 700, lr: float =
            num_avg: int = 10000, options: RenderOptions | None = None, jitter: bool = True, seed: int | None = 0,
            progress: bool = False, fit_pose: bool = False, pose_lr: float = 5e-3,
            start_poses: list | None = None, search_iterations: int = 30, check_every: int = 10,
-           backtrack: float = 1.5, init: tuple | None = None) -> dict:
+           backtrack: float = 1.5, init: tuple | None = None, z_iterations: int = 0, z_lr: float = 3e-2) -> dict:
     """Fit ``image`` ([3, H, W] or [1, 3, H, W] in [-1, 1]) with the frozen ``generator``.
 
     ``options``: render settings (default ``RenderOptions()``; img_size comes from the image).
@@ -146,6 +199,9 @@ def invert(generator, image: torch.Tensor, *, iterations: int = 700, lr: float =
     ``start_poses`` [(pitch, yaw), ...] (default: the mean pose only), each gets ``search_iterations``
     first and the full fit starts from the one whose render fits best. ``init``: a starting
     (frequencies, phase_shifts) [1, 9H] instead of the mean latent (e.g. to refine an earlier fit).
+    ``z_iterations`` > 0: first fit the mapping network's input z (from z = 0, Adam at ``z_lr``, no
+    latent noise; with the pose under ``fit_pose``; the start-pose search runs in this stage), then
+    the offsets from its best (frequencies, phase_shifts) and pose ("z_stage" reports its best).
 
     The returned latent and pose are the best iterate seen (clean renders checked every
     ``check_every`` iterations), never a later, worse one; a check worse than ``backtrack`` x the
@@ -154,13 +210,18 @@ def invert(generator, image: torch.Tensor, *, iterations: int = 700, lr: float =
     ([1, D] raw mapping-space values), "pitch", "yaw", "fit" ([1, 3, H, W] clean render of them),
     "mse" (its MSE), "best_iteration", "final" (MSE, iteration and pose of the last iterate),
     "losses" (per iteration), "checks" ([(iteration, clean MSE)]), "avg_frequencies",
-    "avg_phase_shifts", "options", "start_pose"}.
+    "avg_phase_shifts", "options", "start_pose", "z_stage"}; "losses" and "checks" are the
+    offsets stage's.
     """
     image = _check_image(image)
     for name, v in (("iterations", iterations), ("lr_step", lr_step), ("num_avg", num_avg),
                     ("check_every", check_every), ("search_iterations", search_iterations)):
         if isinstance(v, bool) or not isinstance(v, int) or v < 1:
             raise ValueError(f"{name} must be a positive int, got {v!r}")
+    if isinstance(z_iterations, bool) or not isinstance(z_iterations, int) or z_iterations < 0:
+        raise ValueError(f"z_iterations must be a non-negative int, got {z_iterations!r}")
+    if z_iterations and init is not None:
+        raise ValueError("init and z_iterations exclude each other (the z stage chooses the starting latent)")
     opts = (options or RenderOptions()).replace(img_size=image.shape[-1])
     starts = list(start_poses) if start_poses else [(opts.pitch, opts.yaw)]
     device = next(generator.parameters()).device
@@ -187,17 +248,31 @@ def invert(generator, image: torch.Tensor, *, iterations: int = 700, lr: float =
         bar = None
         if progress:
             from tqdm.auto import tqdm
-            total = iterations + (search_iterations * len(starts) if len(starts) > 1 else 0)
+            total = iterations + z_iterations + (search_iterations * len(starts) if len(starts) > 1 else 0)
             bar = tqdm(total=total, desc="invert", dynamic_ncols=True, file=sys.stderr, mininterval=0.5)
         fork = [device] if device.type == "cuda" else []
         with torch.random.fork_rng(devices=fork):
             torch.manual_seed(int(torch.randint(0, 2**31 - 1, (1,), generator=gen, device=device)))
+            if z_iterations:
+                # z first: the mapping network confines the latent to the generator's manifold, where
+                # it cannot imitate a pose change as freely as raw offsets; the offsets then refine.
+                base, zkw = torch.zeros(1, generator.z_dim, device=device), dict(kw, lr=z_lr, weight_decay=0.0)
+                fit_space = dict(space="z")
+            else:
+                base, zkw, fit_space = (base_f, base_p), kw, {}
             start = starts[0]
             if len(starts) > 1:
-                trials = [(_fit(generator, target, base_f, base_p, opts, p0, y0, iterations=search_iterations,
-                                bar=bar, **kw)["best"]["mse"], (p0, y0)) for p0, y0 in starts]
+                trials = [(_fit(generator, target, base, opts, p0, y0, iterations=search_iterations,
+                                bar=bar, **zkw, **fit_space)["best"]["mse"], (p0, y0)) for p0, y0 in starts]
                 start = min(trials)[1]
-            run = _fit(generator, target, base_f, base_p, opts, *start, iterations=iterations, bar=bar, **kw)
+            pose0 = start
+            z_stage = None
+            if z_iterations:
+                z_stage = _fit(generator, target, base, opts, *start, iterations=z_iterations, bar=bar, **zkw,
+                               **fit_space)
+                zb = z_stage["best"]
+                base_f, base_p, pose0 = zb["frequencies"], zb["phase_shifts"], (zb["pitch"], zb["yaw"])
+            run = _fit(generator, target, (base_f, base_p), opts, *pose0, iterations=iterations, bar=bar, **kw)
             if bar is not None:
                 bar.close()
     finally:
@@ -209,7 +284,8 @@ def invert(generator, image: torch.Tensor, *, iterations: int = 700, lr: float =
             "yaw": best["yaw"], "fit": best["fit"], "mse": best["mse"], "best_iteration": best["iteration"],
             "final": run["final"], "losses": run["losses"], "checks": run["checks"],
             "backtracks": run["backtracks"],
-            "avg_frequencies": avg_f, "avg_phase_shifts": avg_p, "options": opts, "start_pose": start}
+            "avg_frequencies": avg_f, "avg_phase_shifts": avg_p, "options": opts, "start_pose": start,
+            "z_stage": None if z_stage is None else {k: z_stage["best"][k] for k in ("iteration", "mse", "pitch", "yaw")}}
 
 
 @torch.no_grad()
@@ -308,12 +384,40 @@ def build_parser():
     p.add_argument("--pose-grid", default="3x1", help="YAWSxPITCHES start poses for --fit-pose, spaced "
                    "+-1 training stddev around the mean pose; the best after --search-iterations wins")
     p.add_argument("--search-iterations", type=int, default=30)
+    p.add_argument("--pose-start", choices=("auto", "discriminator", "grid"), default="auto",
+                   help="--fit-pose start: the pose the checkpoint's discriminator predicts (its position head, "
+                   "trained when the curriculum's pos_lambda > 0), or the --pose-grid; auto: the discriminator "
+                   "when it has a trained position head, else the grid")
+    p.add_argument("--z-iterations", type=int, default=None, help="iterations fitting the mapping network's z "
+                   "(with the pose under --fit-pose) before the frequency/phase offsets (default: 100 with "
+                   "--fit-pose, else 0)")
+    p.add_argument("--z-lr", type=float, default=3e-2, help="Adam step on z")
     p.add_argument("--check-every", type=int, default=10, help="clean-render check (best iterate) every k iterations")
     p.add_argument("--backtrack", type=float, default=1.5, help="restart from the best iterate at half the "
                    "learning rate when a check is this many times worse (0: never)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-progress", action="store_true")
     return p
+
+
+def checkpoint_pose_head(path, ckpt: dict, device):
+    """(discriminator, alpha, size) of a checkpoint whose curriculum trained D's position head
+    (pos_lambda > 0), with the fade-in and resolution of its saved step; None otherwise."""
+    from . import curriculums as C
+    from .checkpoints import load_discriminator
+    config = ckpt.get("config") or {}
+    if not config.get("pos_lambda", 0) > 0 or "discriminator" not in ckpt:
+        return None
+    d = load_discriminator(path, map_location=device)
+    cur = C.int_keys(config)
+    step = int(ckpt.get("step") or 0)
+    meta = C.extract_metadata(cur, step)
+    fade = meta.get("fade_steps", 10000)
+    alpha = min(1.0, (step - C.last_upsample_step(cur, step)) / fade) if fade > 0 else 1.0
+    size = meta.get("img_size")
+    if size not in d.img_size_to_layer:
+        return None
+    return d, alpha, size
 
 
 def _positive(name, v, minimum=1):
@@ -330,6 +434,10 @@ def _main(argv) -> int:
     for name in ("iterations", "lr_step", "num_avg", "img_size", "views", "frames", "search_iterations",
                  "check_every"):
         _positive("--" + name.replace("_", "-"), getattr(args, name))
+    _positive("--z-iterations", args.z_iterations, minimum=0)
+    if not args.z_lr > 0:
+        raise UsageError(f"--z-lr must be positive, got {args.z_lr}")
+    z_iterations = args.z_iterations if args.z_iterations is not None else (100 if args.fit_pose else 0)
     _positive("--num-steps", args.num_steps, minimum=2)
     if not args.lr > 0:
         raise UsageError(f"--lr must be positive, got {args.lr}")
@@ -364,6 +472,15 @@ def _main(argv) -> int:
         config = load_curriculum(args.curriculum or "celeba")
         validate_curriculum(config)
     opts = RenderOptions.from_curriculum(config, img_size=args.img_size, num_steps=args.num_steps)
+    head = None
+    if args.fit_pose and args.pose_start != "grid":
+        try:
+            head = checkpoint_pose_head(args.checkpoint, ckpt, device)
+        except CheckpointError as exc:
+            raise UsageError(str(exc)) from exc
+        if head is None and args.pose_start == "discriminator":
+            raise UsageError("--pose-start discriminator needs a checkpoint with a discriminator trained with "
+                             "pos_lambda > 0 (a position head) at a resolution it takes")
     out = check_output_dir(args.out)
 
     with ops.use_backend(args.backend):
@@ -375,13 +492,17 @@ def _main(argv) -> int:
                 print(f"skipping {path}: cannot read it ({type(exc).__name__}: {exc})", file=sys.stderr)
                 failed += 1
                 continue
+            starts = None
+            if args.fit_pose:
+                starts = ([discriminator_pose(head[0], target, alpha=head[1], size=head[2])] if head is not None
+                          else pose_grid(opts, grid_yaws, grid_pitches))
             res = invert(generator, target, iterations=args.iterations, lr=args.lr,
                          weight_decay=args.weight_decay, lr_step=args.lr_step, lr_gamma=args.lr_gamma,
                          noise_std=args.noise, num_avg=args.num_avg, options=opts, seed=args.seed,
                          progress=not args.no_progress, fit_pose=args.fit_pose, pose_lr=args.pose_lr,
-                         start_poses=pose_grid(opts, grid_yaws, grid_pitches) if args.fit_pose else None,
-                         search_iterations=args.search_iterations, check_every=args.check_every,
-                         backtrack=args.backtrack)
+                         start_poses=starts, search_iterations=args.search_iterations,
+                         check_every=args.check_every, backtrack=args.backtrack, z_iterations=z_iterations,
+                         z_lr=args.z_lr)
             paths = write_outputs(generator, res, target, out, path.stem, views=args.views,
                                   frames=args.frames, yaw_range=args.yaw_range)
             print(f"{path.name}: {summary(res)}; wrote {', '.join(str(p) for p in paths.values())}", flush=True)
