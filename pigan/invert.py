@@ -22,7 +22,6 @@ hidden as easily; the offsets then refine from that z and pose. The start pose i
 checkpoint's discriminator predicts when its position head was trained (pos_lambda > 0: D regresses
 the (pitch, yaw) each fake was rendered at), else the best of a small grid of poses after a short fit.
 """
-"""
 from __future__ import annotations
 
 import argparse
