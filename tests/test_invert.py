@@ -145,8 +145,9 @@ def test_invert_command_starts_the_pose_at_the_discriminators_prediction(tmp_pat
     assert main(args) == 0
     assert seen == {"alpha": 0.4, "size": 8} and calls[-1]["start_poses"] == [(1.5, 1.7)]
     assert calls[-1]["z_iterations"] == 2 and "pose pitch" in capsys.readouterr().out
-    assert main(args + ["--pose-start", "grid"]) == 0
-    assert len(calls[-1]["start_poses"]) == 3
+    assert calls[-1]["noise_std"] == 0.0 and calls[-1]["jitter"] is False
+    assert main(args + ["--pose-start", "grid", "--noise", "0.03", "--jitter"]) == 0      # pi-GAN's loss
+    assert len(calls[-1]["start_poses"]) == 3 and calls[-1]["noise_std"] == 0.03 and calls[-1]["jitter"] is True
 
 
 def test_invert_command_refuses_values_that_cannot_work(tmp_path, capsys):
