@@ -37,6 +37,7 @@ from . import imaging, ops
 from .cli import EXIT_CODES_HELP, ArgumentParser, CommandError, UsageError, check_output_dir, pick_device, run_command, writing
 from .data import IMAGE_EXTENSIONS, _load_rgb, _square_crop_resize, _to_tensor
 from .logging_utils import plot_curves
+from .invert_pose import checkpoint_pose_head, discriminator_pose, pose_grid
 from .render_options import RenderOptions
 
 
@@ -70,42 +71,6 @@ def _check_image(image):
     if image.shape[-1] != image.shape[-2]:
         raise ValueError(f"image must be square, got {tuple(image.shape[-2:])}")
     return image
-
-
-def pose_grid(options: RenderOptions, yaws: int = 3, pitches: int = 1) -> list[tuple[float, float]]:
-    """Start poses (pitch, yaw) for pose fitting: the mean pose and +-1 training stddev around it."""
-    def axis(mean, std, n):
-        return [mean] if n == 1 else [mean + std * (2 * i / (n - 1) - 1) for i in range(n)]
-    return [(p, y) for p in axis(options.pitch, options.v_stddev, pitches)
-            for y in axis(options.yaw, options.h_stddev, yaws)]
-
-
-def discriminator_pose(discriminator, image: torch.Tensor, alpha: float = 1.0, size: int | None = None):
-    """(pitch, yaw) in radians of ``image`` ([3, H, W] or [1, 3, H, W] in [-1, 1]) as predicted by
-    an encoder discriminator's position head (CCSEncoderDiscriminator, ProgressiveEncoderDiscriminator).
-
-    Training with pos_lambda > 0 regresses D's last two outputs on the (pitch, yaw) the generator
-    rendered each fake at (the pose ``ImplicitGenerator3d.forward`` returns; an MSE in radians, see
-    ``training.loss.identity_penalty``), so they read directly as a pose. ``alpha``: the fade-in of
-    the checkpoint's training step; ``size``: the resolution D was trained at (the image is resized
-    to it, area-averaged or bilinear)."""
-    image = _check_image(image).unsqueeze(0).float()
-    if size is not None and size != image.shape[-1]:
-        mode = "area" if size < image.shape[-1] else "bilinear"
-        image = F.interpolate(image, size=(size, size), mode=mode)
-    param = next(discriminator.parameters())
-    was_training = discriminator.training
-    discriminator.eval()
-    try:
-        with torch.no_grad():
-            out = discriminator(image.to(device=param.device, dtype=param.dtype), alpha)
-    finally:
-        discriminator.train(was_training)
-    if not isinstance(out, tuple) or len(out) != 3 or out[2] is None or out[2].shape[-1] != 2:
-        raise ValueError(f"{type(discriminator).__name__} has no position head (it must return "
-                         f"(prediction, latent, position [B, 2]))")
-    pitch, yaw = out[2][0].float().tolist()
-    return pitch, yaw
 
 
 def _fit(generator, target, base, opts, pitch, yaw, *, iterations, lr, weight_decay, lr_step,
@@ -400,26 +365,6 @@ def build_parser():
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-progress", action="store_true")
     return p
-
-
-def checkpoint_pose_head(path, ckpt: dict, device):
-    """(discriminator, alpha, size) of a checkpoint whose curriculum trained D's position head
-    (pos_lambda > 0), with the fade-in and resolution of its saved step; None otherwise."""
-    from . import curriculums as C
-    from .checkpoints import load_discriminator
-    config = ckpt.get("config") or {}
-    if not config.get("pos_lambda", 0) > 0 or "discriminator" not in ckpt:
-        return None
-    d = load_discriminator(path, map_location=device)
-    cur = C.int_keys(config)
-    step = int(ckpt.get("step") or 0)
-    meta = C.extract_metadata(cur, step)
-    fade = meta.get("fade_steps", 10000)
-    alpha = min(1.0, (step - C.last_upsample_step(cur, step)) / fade) if fade > 0 else 1.0
-    size = meta.get("img_size")
-    if size not in d.img_size_to_layer:
-        return None
-    return d, alpha, size
 
 
 def _positive(name, v, minimum=1):
