@@ -104,3 +104,16 @@ def raises_on(backend, exc, match):
 
     with ops.use_backend(backend), pytest.raises(exc, match=match):
         yield
+
+
+def blocky_images(folder, count: int, size: int, seed: int = 0):
+    """``count`` PNGs in ``folder`` (created): random 3x3 colour patterns scaled to size x size."""
+    import numpy as np
+    from PIL import Image
+
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    for i in range(count):
+        arr = (rng.uniform(0, 1, (3, 3, 3)) * 255).astype(np.uint8)
+        Image.fromarray(arr).resize((size, size), Image.Resampling.NEAREST).save(folder / f"{i:02d}.png")
+    return folder

@@ -12,9 +12,10 @@ import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
-from PIL import Image
 
 pytest.importorskip("torch_fidelity")
+
+from inputs import blocky_images  # noqa: E402
 
 COUNT, BATCH, SEED = 7, 2, 3            # 4 batches: rank 0 renders 0 and 2, rank 1 renders 1 and 3
 
@@ -97,12 +98,7 @@ def _worker(rank, world, port, out, real):
 @pytest.fixture(scope="module")
 def ranks(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("eval_ddp")
-    real = tmp / "real"
-    real.mkdir()
-    rng = np.random.default_rng(0)
-    for i in range(6):
-        arr = (rng.uniform(0, 1, (3, 3, 3)) * 255).astype(np.uint8)
-        Image.fromarray(arr).resize((16, 16), Image.Resampling.NEAREST).save(real / f"{i}.png")
+    real = blocky_images(tmp / "real", 6, 16)
     mp.spawn(_worker, args=(2, _free_port(), str(tmp), str(real)), nprocs=2, join=True)
     return [torch.load(tmp / f"rank{r}.pt", weights_only=False) for r in (0, 1)]
 

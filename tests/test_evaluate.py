@@ -9,6 +9,7 @@ from PIL import Image
 
 pytest.importorskip("torch_fidelity")
 
+from inputs import blocky_images  # noqa: E402
 from pigan import evaluate as ev  # noqa: E402
 from pigan import metrics  # noqa: E402
 from pigan.checkpoints import save_checkpoint  # noqa: E402
@@ -42,12 +43,7 @@ def tiny(tmp_path_factory):
     path = folder / "tiny.pt"
     save_checkpoint(path, generator=g, ema=g.state_dict(),
                     config={str(k) if isinstance(k, int) else k: v for k, v in cur.items()})
-    real = folder / "real"
-    real.mkdir()
-    rng = np.random.default_rng(0)
-    for i in range(12):
-        arr = (rng.uniform(0, 1, (3, 3, 3)) * 255).astype(np.uint8)
-        Image.fromarray(arr).resize((20, 20), Image.Resampling.NEAREST).save(real / f"{i:02d}.png")
+    real = blocky_images(folder / "real", 12, 20)
     return g, cur, path, real
 
 
