@@ -176,11 +176,19 @@ DEMO = {
     "nerf_noise_steps": 200,
 }
 
-CURRICULA = {"celeba": CelebA, "carla": CARLA, "cats": CATS, "demo": DEMO}
+# The demo on the embedded faces: heads facing the mean camera, so the camera pose shows in every image
+# (as in CelebA) and the generator must learn it; twice the demo's steps at 32x32.
+FACES = {**DEMO,
+         300: {**DEMO[300]},
+         1200: {},
+         "dataset": "faces"}
+del FACES[600]
+
+CURRICULA = {"celeba": CelebA, "carla": CARLA, "cats": CATS, "demo": DEMO, "faces": FACES}
 
 
 def get_curriculum(name):
-    """A deep copy of the curriculum called ``name`` (celeba, carla, cats, demo; any case)."""
+    """A deep copy of the curriculum called ``name`` (celeba, carla, cats, demo, faces; any case)."""
     key = name.lower() if isinstance(name, str) else None
     if key not in CURRICULA:
         raise ValueError(f"unknown curriculum {name!r}; expected one of {sorted(CURRICULA)}")

@@ -23,7 +23,12 @@ from torch.utils.data import Dataset
 from .ops.rays import create_cam2world_matrix, get_initial_rays_trig, normalize_vecs, sample_camera_positions
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png")
-PROCEDURAL_NAMES = ("procedural", "shapes", "embedded")
+# Names of the embedded datasets -> their variant: "shapes" are ellipsoids at random orientations (only
+# the lighting shows the camera); "faces" are upright heads facing the mean camera, so that every
+# image shows its camera pose, as aligned face photos do.
+PROCEDURAL_VARIANTS = {"procedural": "shapes", "shapes": "shapes", "embedded": "shapes",
+                       "faces": "faces", "procedural-faces": "faces"}
+PROCEDURAL_NAMES = tuple(PROCEDURAL_VARIANTS)
 _CACHE_VERSION = 1
 
 
@@ -189,6 +194,41 @@ def _draw_shapes(rng: np.random.Generator, n: int, radius: float) -> dict:
     }
 
 
+def _draw_faces(rng: np.random.Generator, n: int, radius: float) -> dict:
+    """Per-head parameters: upright ellipsoids facing +z (the mean camera), skin, hair and feature colours."""
+    axes = radius * np.stack([rng.uniform(0.72, 0.85, n), rng.uniform(0.88, 1.0, n),
+                              rng.uniform(0.75, 0.9, n)], -1)
+    hue = rng.uniform(0, 1, n)
+    skin = _hsv_to_rgb(hue, rng.uniform(0.25, 0.6, n), rng.uniform(0.8, 1.0, n))
+    hair = _hsv_to_rgb((hue + rng.uniform(0.25, 0.75, n)) % 1, rng.uniform(0.5, 0.9, n),
+                       rng.uniform(0.25, 0.6, n))
+    features = _hsv_to_rgb(rng.uniform(0, 1, n), rng.uniform(0.3, 0.8, n), rng.uniform(0.05, 0.25, n))
+    return {
+        "rotation": np.broadcast_to(np.eye(3), (n, 3, 3)).copy(),
+        "axes": axes,
+        "color1": skin,
+        "color2": hair,
+        "color3": features,
+        "pattern": np.full(n, 4),                                # hair on the back and the top
+        "freq": np.ones(n),
+        "pattern_dir": np.broadcast_to(np.eye(4, 3), (n, 4, 3)).copy(),
+    }
+
+
+# Unit directions of the eye centres in a head's frame (+x right, +y up, +z towards the mean camera).
+_EYES = F.normalize(torch.tensor([[-0.36, 0.3, 0.88], [0.36, 0.3, 0.88]]), dim=-1)
+
+
+def _face_features(u: torch.Tensor) -> torch.Tensor:
+    """Mask in [0, 1] of the feature colour (two eyes and a mouth) at unit-sphere points u [n, R, 3]."""
+    sharp = lambda v: torch.sigmoid(6 * v)
+    eyes = sharp(((u @ _EYES.to(u.dtype).T).amax(-1) - 0.965) * 300)
+    lat = torch.asin(u[..., 1].clamp(-1, 1))
+    lon = torch.atan2(u[..., 0], u[..., 2])                     # 0 straight ahead
+    mouth = sharp((0.07 - (lat + 0.42).abs()) * 60) * sharp((0.42 - lon.abs()) * 30)
+    return torch.maximum(eyes, mouth)
+
+
 def _pattern_mask(u: torch.Tensor, kind: torch.Tensor, freq: torch.Tensor, dirs: torch.Tensor):
     """Mask in [0, 1] of colour 2 at unit-sphere points u [n, R, 3] in the object's own frame."""
     dirs = F.normalize(dirs, dim=-1)                                      # [n, 4, 3]
@@ -200,8 +240,9 @@ def _pattern_mask(u: torch.Tensor, kind: torch.Tensor, freq: torch.Tensor, dirs:
     checker = torch.sin(f * lon) * torch.sin(f * lat * 2)
     spots = (proj.amax(-1) - 0.8) * 8
     two_tone = proj[..., 0] * 4
+    hair = torch.maximum(u[..., 1] - 0.55, -u[..., 2] - 0.05) * 12
     sharp = lambda v: torch.sigmoid(6 * v)
-    masks = torch.stack([sharp(stripes), sharp(checker), sharp(spots), sharp(two_tone)], 0)
+    masks = torch.stack([sharp(stripes), sharp(checker), sharp(spots), sharp(two_tone), sharp(hair)], 0)
     return masks[kind, torch.arange(u.shape[0])]                          # [n, R]
 
 
@@ -237,6 +278,9 @@ def render_shapes(params: dict, pitch: torch.Tensor, yaw: torch.Tensor, img_size
     c1 = torch.as_tensor(params["color1"], dtype=dt)[:, None]
     c2 = torch.as_tensor(params["color2"], dtype=dt)[:, None]
     albedo = c1 * (1 - mask[..., None]) + c2 * mask[..., None]
+    if "color3" in params:
+        feat = _face_features(u)[..., None]
+        albedo = albedo * (1 - feat) + torch.as_tensor(params["color3"], dtype=dt)[:, None] * feat
     rgb = torch.where(hit[..., None], albedo * shade[..., None], torch.full_like(albedo, background))
     return rgb.clamp(0, 1).reshape(n, img_size, img_size, 3).permute(0, 3, 1, 2)
 
@@ -251,14 +295,16 @@ def _draw_poses(n: int, seed: int, camera: dict):
 
 
 def generate_procedural(num_images: int, render_size: int, seed: int, camera: dict, background: float,
-                        supersample: int = 2, chunk: int = 128) -> dict:
+                        supersample: int = 2, chunk: int = 128, variant: str = "shapes") -> dict:
     """Render the dataset: {'images': uint8 [N, 3, S, S], 'poses': float32 [N, 2] (pitch, yaw)}."""
     fov = float(camera["fov"])
     # Largest object that stays inside the view frustum and inside [ray_start, ray_end].
     radius = min(0.92 * math.tan(math.radians(fov) / 2),
                  0.9 * (camera["ray_end"] - camera["ray_start"]) / 2)
     rng = np.random.default_rng(seed)
-    params = _draw_shapes(rng, num_images, radius)
+    if variant not in ("shapes", "faces"):
+        raise ValueError(f"variant must be 'shapes' or 'faces', got {variant!r}")
+    params = (_draw_faces if variant == "faces" else _draw_shapes)(rng, num_images, radius)
     pitch, yaw = _draw_poses(num_images, seed, camera)
     images = torch.empty(num_images, 3, render_size, render_size, dtype=torch.uint8)
     hi = render_size * supersample
@@ -281,6 +327,10 @@ def default_camera() -> dict:
 class ProceduralShapes(Dataset):
     """Textured, Lambertian-lit ellipsoids rendered analytically from pi-GAN's camera distribution.
 
+    ``variant="shapes"``: patterned ellipsoids at uniformly random orientations. ``variant="faces"``:
+    upright heads (skin, hair on the back and top, two eyes and a mouth) facing the mean camera, so
+    that the camera pose shows in each image as it does in aligned face photos.
+
     Deterministic in ``seed`` and the camera; generated once at ``render_size`` and cached on disk
     under ``cache_dir()`` (key = hash of every parameter that changes the pixels), then resized to
     ``img_size`` (area filter) in memory. Items: (image [3, img_size, img_size] in [-1, 1],
@@ -289,7 +339,9 @@ class ProceduralShapes(Dataset):
 
     def __init__(self, img_size: int = 32, num_images: int = 2048, seed: int = 0, camera: dict | None = None,
                  render_size: int | None = None, background: float = 1.0, flip: bool = False,
-                 cache: bool | str | os.PathLike = True, verbose: bool = False):
+                 cache: bool | str | os.PathLike = True, verbose: bool = False, variant: str = "shapes"):
+        if variant not in ("shapes", "faces"):
+            raise ValueError(f"variant must be 'shapes' or 'faces', got {variant!r}")
         if not isinstance(img_size, int) or img_size < 1:
             raise ValueError(f"img_size must be a positive int, got {img_size!r}")
         if not isinstance(num_images, int) or num_images < 1:
@@ -304,6 +356,8 @@ class ProceduralShapes(Dataset):
         key_fields = {"version": _CACHE_VERSION, "n": num_images, "size": render_size, "seed": seed,
                       "background": float(background), "camera": {k: (float(v) if k != "sample_dist" else v)
                                                                   for k, v in sorted(cam.items())}}
+        if variant != "shapes":         # the original dataset keeps its cache key
+            key_fields["variant"] = variant
         key = hashlib.sha1(json.dumps(key_fields, sort_keys=True).encode()).hexdigest()[:16]
         self.cache_path = None
         data = None
@@ -322,15 +376,16 @@ class ProceduralShapes(Dataset):
         self.from_cache = data is not None
         if data is None:
             if verbose:
-                print(f"generating procedural dataset ({num_images} images at {render_size}px)...", flush=True)
-            data = generate_procedural(num_images, render_size, seed, cam, background)
+                print(f"generating procedural {variant} dataset ({num_images} images at {render_size}px)...",
+                      flush=True)
+            data = generate_procedural(num_images, render_size, seed, cam, background, variant=variant)
             if self.cache_path is not None:
                 try:
                     _atomic_torch_save(data, self.cache_path)
                 except (OSError, RuntimeError) as exc:     # torch.save's zip writer raises RuntimeError
                     warnings.warn(f"could not write dataset cache {str(self.cache_path)!r}: {exc}",
                                   RuntimeWarning)
-        self.camera, self.seed, self.key = cam, seed, key
+        self.camera, self.seed, self.key, self.variant = cam, seed, key, variant
         self.render_size, self.flip = render_size, flip
         self.poses = data["poses"]
         self.raw = data["images"]
@@ -356,8 +411,10 @@ class ProceduralShapes(Dataset):
 def build_dataset(data: str | os.PathLike | None, img_size: int, camera: dict | None = None, seed: int = 0,
                   num_images: int = 2048, render_size: int | None = None, flip: bool = False,
                   crop_fraction: float = 1.0, verbose: bool = False):
-    """``data`` is "procedural" (or None) for the embedded dataset, else an image folder."""
+    """``data`` names an embedded dataset ("procedural" (or None) for the shapes, "faces" for the heads;
+    see PROCEDURAL_VARIANTS), else it is an image folder."""
     if data is None or str(data).lower() in PROCEDURAL_NAMES:
+        variant = PROCEDURAL_VARIANTS[str(data or "procedural").lower()]
         return ProceduralShapes(img_size=img_size, num_images=num_images, seed=seed, camera=camera,
-                                render_size=render_size, flip=flip, verbose=verbose)
+                                render_size=render_size, flip=flip, verbose=verbose, variant=variant)
     return ImageFolder(data, img_size=img_size, flip=flip, crop_fraction=crop_fraction)

@@ -277,8 +277,8 @@ def build_parser() -> argparse.ArgumentParser:
         "torch-fidelity's InceptionV3. Defaults follow pi-GAN's evaluation protocol."),
         epilog=EXIT_CODES_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("checkpoint", help="checkpoint of ours, or pi-GAN's folder / generator.pth")
-    ap.add_argument("--real", required=True, help="folder of real images, or 'procedural' for the "
-                    "embedded demo dataset")
+    ap.add_argument("--real", required=True, help="folder of real images, or an embedded dataset: "
+                    "'procedural' (the demo's shapes) or 'faces'")
     ap.add_argument("--real-count", type=int, default=p["real_count"], help=f"real images (default {p['real_count']})")
     ap.add_argument("--fake-count", type=int, default=p["fake_count"], help=f"generated images (default {p['fake_count']})")
     ap.add_argument("--size", type=int, default=p["size"], help=f"image size for both sets (default {p['size']})")
@@ -315,7 +315,7 @@ def _main(argv) -> int:
         ap.error(f"--crop-fraction must be in (0, 1], got {args.crop_fraction}")
     from pigan.data import PROCEDURAL_NAMES
     if args.real.lower() not in PROCEDURAL_NAMES and not Path(args.real).is_dir():
-        raise UsageError(f"--real {args.real!r} is not a folder of images (or 'procedural')")
+        raise UsageError(f"--real {args.real!r} is not a folder of images (or 'procedural' / 'faces')")
     if not Path(args.checkpoint).exists():
         raise UsageError(f"checkpoint {args.checkpoint!r} does not exist")
     device = pick_device(args.device)

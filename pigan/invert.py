@@ -37,7 +37,7 @@ from . import imaging, ops
 from .cli import EXIT_CODES_HELP, ArgumentParser, CommandError, UsageError, check_output_dir, pick_device, run_command, writing
 from .data import IMAGE_EXTENSIONS, _load_rgb, _square_crop_resize, _to_tensor
 from .logging_utils import plot_curves
-from .invert_pose import checkpoint_pose_head, discriminator_pose, pose_grid
+from .invert_pose import checkpoint_pose_head, discriminator_pose, one_image, pose_grid
 from .render_options import RenderOptions
 
 
@@ -58,19 +58,6 @@ def _render(generator, freqs, phases, options: RenderOptions, pitch=None, yaw=No
                             pitch=options.pitch if pitch is None else pitch,
                             yaw=options.yaw if yaw is None else yaw,
                             options=options.replace(nerf_noise=0.0))["pixels"]
-
-
-def _check_image(image):
-    if not isinstance(image, torch.Tensor) or image.dim() not in (3, 4) or image.shape[-3] != 3:
-        raise ValueError(f"image must be a tensor [3, H, W] or [1, 3, H, W], got "
-                         f"{tuple(image.shape) if isinstance(image, torch.Tensor) else type(image).__name__}")
-    if image.dim() == 4:
-        if image.shape[0] != 1:
-            raise ValueError(f"image must hold one image, got a batch of {image.shape[0]}")
-        image = image[0]
-    if image.shape[-1] != image.shape[-2]:
-        raise ValueError(f"image must be square, got {tuple(image.shape[-2:])}")
-    return image
 
 
 def _fit(generator, target, base, opts, pitch, yaw, *, iterations, lr, weight_decay, lr_step,
@@ -178,7 +165,7 @@ def invert(generator, image: torch.Tensor, *, iterations: int = 700, lr: float =
     "avg_phase_shifts", "options", "start_pose", "z_stage"}; "losses" and "checks" are the
     offsets stage's.
     """
-    image = _check_image(image)
+    image = one_image(image, square=True)                              # [1, 3, H, W]
     for name, v in (("iterations", iterations), ("lr_step", lr_step), ("num_avg", num_avg),
                     ("check_every", check_every), ("search_iterations", search_iterations)):
         if isinstance(v, bool) or not isinstance(v, int) or v < 1:
@@ -190,7 +177,7 @@ def invert(generator, image: torch.Tensor, *, iterations: int = 700, lr: float =
     opts = (options or RenderOptions()).replace(img_size=image.shape[-1])
     starts = list(start_poses) if start_poses else [(opts.pitch, opts.yaw)]
     device = next(generator.parameters()).device
-    target = image.to(device).unsqueeze(0).float()
+    target = image.to(device)
 
     was_training = generator.training
     generator.eval()

@@ -8,11 +8,15 @@ import torch.nn.functional as F
 from .render_options import RenderOptions
 
 
-def _one_image(image):
-    if not isinstance(image, torch.Tensor) or image.dim() not in (3, 4) or image.shape[-3] != 3 \
-            or (image.dim() == 4 and image.shape[0] != 1):
+def one_image(image, square: bool = False) -> torch.Tensor:
+    """``image`` ([3, H, W] or [1, 3, H, W]) as [1, 3, H, W] float; a clear ValueError otherwise."""
+    if not isinstance(image, torch.Tensor) or image.dim() not in (3, 4) or image.shape[-3] != 3:
         raise ValueError(f"image must be a tensor [3, H, W] or [1, 3, H, W], got "
                          f"{tuple(image.shape) if isinstance(image, torch.Tensor) else type(image).__name__}")
+    if image.dim() == 4 and image.shape[0] != 1:
+        raise ValueError(f"image must hold one image, got a batch of {image.shape[0]}")
+    if square and image.shape[-1] != image.shape[-2]:
+        raise ValueError(f"image must be square, got {tuple(image.shape[-2:])}")
     return image.reshape(1, *image.shape[-3:]).float()
 
 
@@ -33,7 +37,7 @@ def discriminator_pose(discriminator, image: torch.Tensor, alpha: float = 1.0, s
     ``training.loss.identity_penalty``), so they read directly as a pose. ``alpha``: the fade-in of
     the checkpoint's training step; ``size``: the resolution D was trained at (the image is resized
     to it, area-averaged or bilinear)."""
-    image = _one_image(image)
+    image = one_image(image)
     if size is not None and size != image.shape[-1]:
         mode = "area" if size < image.shape[-1] else "bilinear"
         image = F.interpolate(image, size=(size, size), mode=mode)

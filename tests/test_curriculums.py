@@ -33,6 +33,9 @@ def test_curricula_and_helpers():
     assert cats["discriminator"] == "StridedDiscriminator"
     assert cur.get_current_step({"update_epochs": [2, 5]}, 3) == 1
     # Deep copies: editing one never changes the module's curricula.
+    faces = cur.get_curriculum("faces")       # the demo on the embedded faces, longer at 32x32
+    assert faces["dataset"] == "faces" and cur.final_step(faces) == 1200 and 600 not in faces
+    assert cur.extract_metadata(faces, 700)["img_size"] == 32 and faces[0] == cur.get_curriculum("demo")[0]
     a = cur.get_curriculum("demo")
     a[0]["batch_size"] = 999
     assert cur.get_curriculum("demo")[0]["batch_size"] != 999

@@ -7,7 +7,7 @@ import pytest
 import torch
 from PIL import Image
 
-from pigan.data import ImageFolder, ProceduralShapes, build_dataset, render_shapes, _draw_shapes
+from pigan.data import ImageFolder, ProceduralShapes, build_dataset, render_shapes, _draw_faces, _draw_shapes
 
 
 @pytest.fixture
@@ -68,6 +68,40 @@ def test_render_is_an_object_on_background():
     # seen from the other side, the same object shows other pixels (it is 3-D, not a sprite)
     back = render_shapes(params, pitch, yaw + math.pi, 32, fov=12, background=1.0)
     assert (back - img).abs().mean() > 0.01
+
+
+def test_faces_face_the_mean_camera_so_the_pose_shows():
+    params = _draw_faces(np.random.default_rng(0), 3, radius=0.09)
+    half = math.pi / 2
+    pose = lambda p, y: (torch.full((3, 1), p), torch.full((3, 1), y))
+    # Unshaded (ambient 1) the albedo alone: a head seen from the mean camera is left-right symmetric,
+    front = render_shapes(params, *pose(half, half), 48, fov=12, ambient=1.0)        # [3, 3, 48, 48]
+    # (the eyes' edges are steep: a ray grazing one differs by float rounding, hence max 5e-3)
+    assert torch.allclose(front, front.flip(-1), atol=5e-3) and (front - front.flip(-1)).abs().mean() < 1e-5
+    assert front[:, :, 24].std() > 0.1                        # and not blank: eyes, mouth, hair
+    # seen from a yaw to one side it is not, and it mirrors the view from the other side,
+    left = render_shapes(params, *pose(half, half - 0.3), 48, fov=12, ambient=1.0)
+    right = render_shapes(params, *pose(half, half + 0.3), 48, fov=12, ambient=1.0)
+    assert (left - left.flip(-1)).abs().mean() > 0.02
+    assert torch.allclose(left, right.flip(-1), atol=5e-3) and (left - right.flip(-1)).abs().mean() < 1e-5
+    # and from above the face moves down the image (the camera pitch shows too).
+    above = render_shapes(params, *pose(half - 0.15, half), 48, fov=12, ambient=1.0)
+    assert (above - front).abs().mean() > 0.02
+    # Faces are upright: every head has the identity orientation.
+    assert np.array_equal(params["rotation"], np.broadcast_to(np.eye(3), (3, 3, 3)))
+
+
+def test_faces_variant_is_its_own_dataset(cache):
+    shapes = build_dataset("procedural", 16, num_images=8, render_size=16)
+    faces = build_dataset("faces", 16, num_images=8, render_size=16)
+    assert isinstance(faces, ProceduralShapes) and (faces.variant, shapes.variant) == ("faces", "shapes")
+    assert faces.key != shapes.key and faces.cache_path != shapes.cache_path     # cached apart
+    assert torch.equal(faces.poses, shapes.poses)             # same cameras, other objects
+    assert not torch.equal(faces.images, shapes.images)
+    again = build_dataset("procedural-faces", 16, num_images=8, render_size=16)
+    assert again.from_cache and torch.equal(again.images, faces.images)
+    with pytest.raises(ValueError, match="variant must be 'shapes' or 'faces', got 'cars'"):
+        ProceduralShapes(img_size=8, num_images=4, cache=False, variant="cars")
 
 
 def test_set_img_size_resizes(cache):

@@ -299,7 +299,9 @@ def test_discriminator_pose_reads_the_position_head_as_trained():
     assert discriminator_pose(d, at[0]) == pytest.approx((pitch, yaw), abs=1e-6)
     assert discriminator_pose(d, at, size=16) == pytest.approx((pitch, yaw), abs=1e-6)    # resized to 16
     assert d.training                               # left in its mode
-    with pytest.raises(ValueError, match=r"image must be a tensor \[3, H, W\] or \[1, 3, H, W\], got \(2, 3, 8, 8\)"):
+    with pytest.raises(ValueError, match="image must hold one image, got a batch of 2"):
         discriminator_pose(d, torch.zeros(2, 3, 8, 8))
+    with pytest.raises(ValueError, match=r"image must be a tensor \[3, H, W\] or \[1, 3, H, W\], got \(4, 8, 8\)"):
+        discriminator_pose(d, torch.zeros(4, 8, 8))
     with pytest.raises(ValueError, match="no position head"):
         discriminator_pose(ProgressiveDiscriminator(max_channels=8), at[0])

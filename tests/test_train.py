@@ -287,6 +287,18 @@ def test_overrides_and_curriculum_files(tmp_path):
         train.load_curriculum(str(bad))
 
 
+def test_the_curriculums_embedded_dataset_is_the_default_data(tmp_path):
+    out = ["--out", str(tmp_path / "run")]
+    assert train.resolve_config(["--curriculum", "faces"] + out)[0].data == "faces"
+    assert train.resolve_config(["--curriculum", "demo"] + out)[0].data == "procedural"
+    assert train.resolve_config(["--curriculum", "faces", "--data", "procedural"] + out)[0].data == "procedural"
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    args = train.resolve_config(["--curriculum", "demo", "--set", "dataset=folder",
+                                 "--set", f"dataset_path={folder}"] + out)[0]
+    assert args.data == str(folder)
+
+
 def test_curriculum_name_wins_over_a_directory_of_that_name(tmp_path, monkeypatch):
     (tmp_path / "demo").mkdir()                  # e.g. a previous run's --out demo
     (tmp_path / "other").mkdir()

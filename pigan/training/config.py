@@ -196,13 +196,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = ArgumentParser(prog="pigan train", description="Train a pi-GAN from a curriculum.",
                                 epilog=EXIT_CODES_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--curriculum", "-c", default=None,
-                   help="celeba | carla | cats | demo, or a .json/.py file (default: demo, or the "
+                   help="celeba | carla | cats | demo | faces, or a .json/.py file (default: demo, or the "
                         "checkpoint's when resuming)")
     p.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
                    help="override a curriculum key; STEP.key=value or *.key=value for stage keys (repeatable)")
     p.add_argument("--data", default=None,
-                   help="image folder, or 'procedural' for the embedded dataset (default: the "
-                        "curriculum's dataset_path, else procedural)")
+                   help="image folder, or an embedded dataset: 'procedural' (shapes) or 'faces' (default: "
+                        "the curriculum's dataset, else its dataset_path)")
     p.add_argument("--out", "-o", default="runs/pigan", help="output folder (default: runs/pigan)")
     p.add_argument("--max-steps", type=int, default=None,
                    help="total training steps (default: the curriculum's max_steps, else its end, else 100000)")
@@ -295,8 +295,8 @@ def resolve_config(argv=None):
     from . import evaluation
     evaluation.resolve(args, cur)
     if args.data is None:
-        args.data = cur.get("dataset_path") if cur.get("dataset", "").lower() not in PROCEDURAL_NAMES else None
-        args.data = args.data or "procedural"
+        dataset = str(cur.get("dataset") or "").lower()
+        args.data = dataset if dataset in PROCEDURAL_NAMES else cur.get("dataset_path") or "procedural"
     if str(args.data).lower() not in PROCEDURAL_NAMES:
         d = Path(args.data).expanduser()
         if not d.exists():
