@@ -376,8 +376,8 @@ class ProceduralShapes(Dataset):
         self.from_cache = data is not None
         if data is None:
             if verbose:
-                print(f"generating procedural {variant} dataset ({num_images} images at {render_size}px)...",
-                      flush=True)
+                label = "procedural" if variant == "shapes" else f"procedural {variant}"
+                print(f"generating {label} dataset ({num_images} images at {render_size}px)...", flush=True)
             data = generate_procedural(num_images, render_size, seed, cam, background, variant=variant)
             if self.cache_path is not None:
                 try:
