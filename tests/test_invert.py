@@ -150,6 +150,26 @@ def test_invert_command_starts_the_pose_at_the_discriminators_prediction(tmp_pat
     assert len(calls[-1]["start_poses"]) == 3 and calls[-1]["noise_std"] == 0.03 and calls[-1]["jitter"] is True
 
 
+def test_pose_head_of_a_finished_run_is_its_last_stages(tmp_path):
+    """A run saved at its end step sits in the empty end stage: the head must still be found, at the
+    last training stage's resolution and fade-in (not alpha 0 of a new stage, nor no size at all)."""
+    from pigan.discriminators import CCSEncoderDiscriminator
+    from pigan.invert_pose import checkpoint_pose_head
+    cur = {"0": {"batch_size": 2, "num_steps": 4, "img_size": 8}, "6": {"batch_size": 2, "num_steps": 4,
+           "img_size": 16}, "20": {}, "fov": 12, "pos_lambda": 15, "fade_steps": 10}
+    d = CCSEncoderDiscriminator(max_channels=8)
+    heads = {}
+    for step in (3, 10, 20, 25):
+        path = save_checkpoint(tmp_path / f"{step}.pt", generator=_smooth_generator(), discriminator=d, config=cur,
+                               extra={"step": step})
+        head = checkpoint_pose_head(path, torch.load(path, weights_only=False), "cpu")
+        heads[step] = head[1:]
+    assert heads == {3: (0.3, 8), 10: (0.4, 16), 20: (1.0, 16), 25: (1.0, 16)}
+    no_head = save_checkpoint(tmp_path / "n.pt", generator=_smooth_generator(), discriminator=d,
+                              config={**cur, "pos_lambda": 0}, extra={"step": 20})
+    assert checkpoint_pose_head(no_head, torch.load(no_head, weights_only=False), "cpu") is None
+
+
 def test_invert_command_refuses_values_that_cannot_work(tmp_path, capsys):
     Image.new("RGB", (8, 8)).save(tmp_path / "x.png")
     ckpt = save_checkpoint(tmp_path / "g.pt", generator=_smooth_generator(), config={})
