@@ -138,7 +138,7 @@ def _fit(generator, target, base, opts, pitch, yaw, *, iterations, lr, weight_de
     return {"best": best, "final": final, "losses": losses, "checks": checks, "backtracks": backtracks}
 
 
-def invert(generator, image: torch.Tensor, *, iterations: int = 700, lr: float = 1e-2,
+def invert(generator, image: torch.Tensor, *, iterations: int = 700, lr: float | None = None,
            weight_decay: float = 1e-4, lr_step: int = 100, lr_gamma: float = 0.75, noise_std: float = 0.0,
            num_avg: int = 10000, options: RenderOptions | None = None, jitter: bool = False, seed: int | None = 0,
            progress: bool = False, fit_pose: bool = False, pose_lr: float = 5e-3,
@@ -154,6 +154,8 @@ def invert(generator, image: torch.Tensor, *, iterations: int = 700, lr: float =
     ``z_iterations`` > 0: first fit the mapping network's input z (from z = 0, Adam at ``z_lr``, no
     latent noise; with the pose under ``fit_pose``; the start-pose search runs in this stage), then
     the offsets from its best (frequencies, phase_shifts) and pose ("z_stage" reports its best).
+    ``lr``: the offsets' Adam step; default 1e-2 (pi-GAN's) from the mean latent, 5e-3 after a z
+    stage, whose latent is already close (at 1e-2 the first steps from there can overshoot).
 
     The returned latent and pose are the best iterate seen (clean renders checked every
     ``check_every`` iterations), never a later, worse one; a check worse than ``backtrack`` x the
@@ -174,6 +176,10 @@ def invert(generator, image: torch.Tensor, *, iterations: int = 700, lr: float =
         raise ValueError(f"z_iterations must be a non-negative int, got {z_iterations!r}")
     if z_iterations and init is not None:
         raise ValueError("init and z_iterations exclude each other (the z stage chooses the starting latent)")
+    if lr is None:
+        lr = 5e-3 if z_iterations else 1e-2
+    if not lr > 0:
+        raise ValueError(f"lr must be positive, got {lr!r}")
     opts = (options or RenderOptions()).replace(img_size=image.shape[-1])
     starts = list(start_poses) if start_poses else [(opts.pitch, opts.yaw)]
     device = next(generator.parameters()).device
@@ -315,7 +321,8 @@ def build_parser():
     p.add_argument("images", help="an image file or a folder of images")
     p.add_argument("--out", "-o", default="runs/invert", help="output folder (default: runs/invert)")
     p.add_argument("--iterations", type=int, default=700)
-    p.add_argument("--lr", type=float, default=1e-2)
+    p.add_argument("--lr", type=float, default=None, help="Adam step of the offsets (default 1e-2, pi-GAN's; "
+                   "5e-3 after the z stage of --fit-pose / --z-iterations)")
     p.add_argument("--weight-decay", type=float, default=1e-4)
     p.add_argument("--lr-step", type=int, default=100, help="decay the learning rate every k iterations")
     p.add_argument("--lr-gamma", type=float, default=0.75)
@@ -373,7 +380,7 @@ def _main(argv) -> int:
         raise UsageError(f"--z-lr must be positive, got {args.z_lr}")
     z_iterations = args.z_iterations if args.z_iterations is not None else (100 if args.fit_pose else 0)
     _positive("--num-steps", args.num_steps, minimum=2)
-    if not args.lr > 0:
+    if args.lr is not None and not args.lr > 0:
         raise UsageError(f"--lr must be positive, got {args.lr}")
     try:
         grid_yaws, grid_pitches = (int(v) for v in args.pose_grid.lower().split("x"))
