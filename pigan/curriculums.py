@@ -247,8 +247,9 @@ def next_upsample_step(curriculum, current_step):
 
 
 def last_upsample_step(curriculum, current_step):
-    """The start of the stage whose image size is in force (where fade-in is counted from)."""
-    current_size = extract_metadata(curriculum, current_step).get("img_size")
+    """The start of the stage whose image size is in force (where fade-in is counted from); past the
+    end of training, the last training stage's size stays in force (``stage_metadata``)."""
+    current_size = stage_metadata(curriculum, current_step).get("img_size")
     for step in stage_steps(curriculum):
         if step <= current_step and curriculum[step].get("img_size") == current_size:
             return step

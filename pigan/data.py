@@ -29,6 +29,8 @@ IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png")
 PROCEDURAL_VARIANTS = {"procedural": "shapes", "shapes": "shapes", "embedded": "shapes",
                        "faces": "faces", "procedural-faces": "faces"}
 PROCEDURAL_NAMES = tuple(PROCEDURAL_VARIANTS)
+# The procedural datasets' light: a distant light from the upper left of the mean camera, and ambient.
+LIGHT, AMBIENT = (-0.4, 0.6, 1.0), 0.35
 _CACHE_VERSION = 1
 
 
@@ -194,25 +196,27 @@ def _draw_shapes(rng: np.random.Generator, n: int, radius: float) -> dict:
     }
 
 
-def _draw_faces(rng: np.random.Generator, n: int, radius: float) -> dict:
-    """Per-head parameters: upright ellipsoids facing +z (the mean camera), skin, hair and feature colours."""
-    axes = radius * np.stack([rng.uniform(0.72, 0.85, n), rng.uniform(0.88, 1.0, n),
-                              rng.uniform(0.75, 0.9, n)], -1)
-    hue = rng.uniform(0, 1, n)
-    skin = _hsv_to_rgb(hue, rng.uniform(0.25, 0.6, n), rng.uniform(0.8, 1.0, n))
-    hair = _hsv_to_rgb((hue + rng.uniform(0.25, 0.75, n)) % 1, rng.uniform(0.5, 0.9, n),
-                       rng.uniform(0.25, 0.6, n))
-    features = _hsv_to_rgb(rng.uniform(0, 1, n), rng.uniform(0.3, 0.8, n), rng.uniform(0.05, 0.25, n))
+def faces_from_unit(s: np.ndarray, radius: float) -> dict:
+    """Per-head parameters from 12 numbers in [0, 1] per head (s [n, 12]): upright ellipsoids facing
+    +z (the mean camera), skin, hair and feature colours, each spread uniformly over its range."""
+    n = s.shape[0]
+    axes = radius * np.stack([0.72 + 0.13 * s[:, 0], 0.88 + 0.12 * s[:, 1], 0.75 + 0.15 * s[:, 2]], -1)
+    hue = s[:, 3]
     return {
         "rotation": np.broadcast_to(np.eye(3), (n, 3, 3)).copy(),
         "axes": axes,
-        "color1": skin,
-        "color2": hair,
-        "color3": features,
+        "color1": _hsv_to_rgb(hue, 0.25 + 0.35 * s[:, 4], 0.8 + 0.2 * s[:, 5]),                   # skin
+        "color2": _hsv_to_rgb((hue + 0.25 + 0.5 * s[:, 6]) % 1, 0.5 + 0.4 * s[:, 7], 0.25 + 0.35 * s[:, 8]),
+        "color3": _hsv_to_rgb(s[:, 9], 0.3 + 0.5 * s[:, 10], 0.05 + 0.2 * s[:, 11]),             # features
         "pattern": np.full(n, 4),                                # hair on the back and the top
         "freq": np.ones(n),
         "pattern_dir": np.broadcast_to(np.eye(4, 3), (n, 4, 3)).copy(),
     }
+
+
+def _draw_faces(rng: np.random.Generator, n: int, radius: float) -> dict:
+    """Random heads: ``faces_from_unit`` of uniform draws."""
+    return faces_from_unit(np.stack([rng.random(n) for _ in range(12)], -1), radius)
 
 
 # Unit directions of the eye centres in a head's frame (+x right, +y up, +z towards the mean camera).
@@ -247,7 +251,7 @@ def _pattern_mask(u: torch.Tensor, kind: torch.Tensor, freq: torch.Tensor, dirs:
 
 
 def render_shapes(params: dict, pitch: torch.Tensor, yaw: torch.Tensor, img_size: int, fov: float,
-                  background: float = 1.0, light=(-0.4, 0.6, 1.0), ambient: float = 0.35) -> torch.Tensor:
+                  background: float = 1.0, light=LIGHT, ambient: float = AMBIENT) -> torch.Tensor:
     """Analytic ray-ellipsoid renders [n, 3, img_size, img_size] in [0, 1] of objects at the origin
     seen by pi-GAN cameras (unit sphere, looking at the origin) at (pitch, yaw) [n, 1]."""
     n = pitch.shape[0]
@@ -270,6 +274,17 @@ def render_shapes(params: dict, pitch: torch.Tensor, yaw: torch.Tensor, img_size
     t = (-b - disc.clamp_min(0).sqrt()) / (2 * a)                                # nearest root
     u = o_l[:, None] + t[..., None] * d_l                                        # [n, R, 3] on the sphere
     u = F.normalize(u, dim=-1)
+    lit = surface_colour(params, u, light, ambient)
+    rgb = torch.where(hit[..., None], lit, torch.full_like(lit, background))
+    return rgb.clamp(0, 1).reshape(n, img_size, img_size, 3).permute(0, 3, 1, 2)
+
+
+def surface_colour(params: dict, u: torch.Tensor, light=LIGHT, ambient: float = AMBIENT) -> torch.Tensor:
+    """Lit colour [n, R, 3] (Lambertian, one distant light) of each object's surface at the points of
+    its unit sphere u [n, R, 3], in the object's own frame."""
+    dt = u.dtype
+    rot = torch.as_tensor(params["rotation"], dtype=dt)                          # [n, 3, 3] local->world
+    axes = torch.as_tensor(params["axes"], dtype=dt)                             # [n, 3]
     normal_world = F.normalize((u / axes[:, None]) @ rot.transpose(1, 2), dim=-1)
     light_dir = F.normalize(torch.tensor(light, dtype=dt), dim=0)
     shade = ambient + (1 - ambient) * (normal_world @ light_dir).clamp_min(0)    # [n, R]
@@ -281,8 +296,7 @@ def render_shapes(params: dict, pitch: torch.Tensor, yaw: torch.Tensor, img_size
     if "color3" in params:
         feat = _face_features(u)[..., None]
         albedo = albedo * (1 - feat) + torch.as_tensor(params["color3"], dtype=dt)[:, None] * feat
-    rgb = torch.where(hit[..., None], albedo * shade[..., None], torch.full_like(albedo, background))
-    return rgb.clamp(0, 1).reshape(n, img_size, img_size, 3).permute(0, 3, 1, 2)
+    return albedo * shade[..., None]
 
 
 def _draw_poses(n: int, seed: int, camera: dict):
@@ -294,6 +308,13 @@ def _draw_poses(n: int, seed: int, camera: dict):
     return pitch, yaw
 
 
+def _drawer(variant: str):
+    """The object sampler of a dataset variant; a ValueError naming the variants otherwise."""
+    if variant not in ("shapes", "faces"):
+        raise ValueError(f"variant must be 'shapes' or 'faces', got {variant!r}")
+    return _draw_faces if variant == "faces" else _draw_shapes
+
+
 def generate_procedural(num_images: int, render_size: int, seed: int, camera: dict, background: float,
                         supersample: int = 2, chunk: int = 128, variant: str = "shapes") -> dict:
     """Render the dataset: {'images': uint8 [N, 3, S, S], 'poses': float32 [N, 2] (pitch, yaw)}."""
@@ -302,9 +323,7 @@ def generate_procedural(num_images: int, render_size: int, seed: int, camera: di
     radius = min(0.92 * math.tan(math.radians(fov) / 2),
                  0.9 * (camera["ray_end"] - camera["ray_start"]) / 2)
     rng = np.random.default_rng(seed)
-    if variant not in ("shapes", "faces"):
-        raise ValueError(f"variant must be 'shapes' or 'faces', got {variant!r}")
-    params = (_draw_faces if variant == "faces" else _draw_shapes)(rng, num_images, radius)
+    params = _drawer(variant)(rng, num_images, radius)
     pitch, yaw = _draw_poses(num_images, seed, camera)
     images = torch.empty(num_images, 3, render_size, render_size, dtype=torch.uint8)
     hi = render_size * supersample
@@ -340,8 +359,7 @@ class ProceduralShapes(Dataset):
     def __init__(self, img_size: int = 32, num_images: int = 2048, seed: int = 0, camera: dict | None = None,
                  render_size: int | None = None, background: float = 1.0, flip: bool = False,
                  cache: bool | str | os.PathLike = True, verbose: bool = False, variant: str = "shapes"):
-        if variant not in ("shapes", "faces"):
-            raise ValueError(f"variant must be 'shapes' or 'faces', got {variant!r}")
+        _drawer(variant)
         if not isinstance(img_size, int) or img_size < 1:
             raise ValueError(f"img_size must be a positive int, got {img_size!r}")
         if not isinstance(num_images, int) or num_images < 1:

@@ -67,11 +67,7 @@ def checkpoint_pose_head(path, ckpt: dict, device):
     d = load_discriminator(path, map_location=device)
     cur = C.int_keys(config)
     step = int(ckpt.get("step") or 0)
-    # A finished run is saved at its end step, in the empty end stage: D is the last stage's.
-    end = C.final_step(cur)
-    if step >= end and C.training_stages(cur):
-        step = int(end) - 1
-    meta = C.extract_metadata(cur, step)
+    meta = C.stage_metadata(cur, step)      # a finished run is saved in the empty end stage
     fade = meta.get("fade_steps", 10000)
     alpha = min(1.0, (step - C.last_upsample_step(cur, step)) / fade) if fade > 0 else 1.0
     size = meta.get("img_size")

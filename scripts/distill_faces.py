@@ -25,49 +25,26 @@ import torch.nn.functional as F
 
 from pigan import curriculums as C
 from pigan.checkpoints import save_checkpoint
-from pigan.data import _face_features, _hsv_to_rgb, _pattern_mask, default_camera, render_shapes
+from pigan.data import default_camera, faces_from_unit, render_shapes, surface_colour
 from pigan.generators import ImplicitGenerator3d
 from pigan.render_options import RenderOptions
 
 SIGMA_SCALE = 400.0       # density inside the head; 1/e of a ray's light is left after 0.0025 units
-LIGHT, AMBIENT = (-0.4, 0.6, 1.0), 0.35
 
 
 def head_params(z: torch.Tensor, radius: float) -> dict:
-    """The head of each latent z [B, >=12]: render_shapes parameters (numpy, like _draw_faces')."""
-    s = torch.sigmoid(z[:, :12].double()).numpy()
-    n = z.shape[0]
-    axes = radius * np.stack([0.72 + 0.13 * s[:, 0], 0.88 + 0.12 * s[:, 1], 0.75 + 0.15 * s[:, 2]], -1)
-    hue = s[:, 3]
-    return {
-        "rotation": np.broadcast_to(np.eye(3), (n, 3, 3)).copy(),
-        "axes": axes,
-        "color1": _hsv_to_rgb(hue, 0.25 + 0.35 * s[:, 4], 0.8 + 0.2 * s[:, 5]),
-        "color2": _hsv_to_rgb((hue + 0.25 + 0.5 * s[:, 6]) % 1, 0.5 + 0.4 * s[:, 7], 0.25 + 0.35 * s[:, 8]),
-        "color3": _hsv_to_rgb(s[:, 9], 0.3 + 0.5 * s[:, 10], 0.05 + 0.2 * s[:, 11]),
-        "pattern": np.full(n, 4),
-        "freq": np.ones(n),
-        "pattern_dir": np.broadcast_to(np.eye(4, 3), (n, 4, 3)).copy(),
-    }
+    """The head of each latent z [B, >=12]: render_shapes parameters, the dataset's ranges spanned by
+    sigmoid(z[:, :12])."""
+    return faces_from_unit(torch.sigmoid(z[:, :12].double()).numpy(), radius)
 
 
 def head_field(params: dict, x: torch.Tensor):
     """Density target [B, N] (in units of SIGMA_SCALE) and lit colour [B, N, 3] at points x [B, N, 3]."""
-    axes = torch.as_tensor(params["axes"], dtype=x.dtype)[:, None]               # [B, 1, 3]
-    ul = x / axes
+    ul = x / torch.as_tensor(params["axes"], dtype=x.dtype)[:, None]            # the unit-sphere frame
     r = ul.norm(dim=-1)
     sigma = ((1 - r) / 0.03).clamp(-1, 1)                                       # ramps over 3 % of the radius
-    u = F.normalize(ul, dim=-1)                                                  # nearest surface direction
-    mask = _pattern_mask(u, torch.as_tensor(params["pattern"]), torch.as_tensor(params["freq"], dtype=x.dtype),
-                         torch.as_tensor(params["pattern_dir"], dtype=x.dtype))
-    c1, c2, c3 = (torch.as_tensor(params[k], dtype=x.dtype)[:, None] for k in ("color1", "color2", "color3"))
-    albedo = c1 * (1 - mask[..., None]) + c2 * mask[..., None]
-    feat = _face_features(u)[..., None]
-    albedo = albedo * (1 - feat) + c3 * feat
-    normal = F.normalize(u / axes, dim=-1)
-    light = F.normalize(torch.tensor(LIGHT, dtype=x.dtype), dim=0)
-    shade = AMBIENT + (1 - AMBIENT) * (normal @ light).clamp_min(0)
-    return sigma, (albedo * shade[..., None]).clamp(0, 1)
+    # colour of the nearest surface direction
+    return sigma, surface_colour(params, F.normalize(ul, dim=-1)).clamp(0, 1)
 
 
 def sample_points(axes: np.ndarray, n: int, extent: float) -> torch.Tensor:

@@ -22,6 +22,8 @@ def test_curricula_and_helpers():
     assert cur.next_upsample_step(carla, 60_000) == 200_000
     assert cur.next_upsample_step({0: {"img_size": 32}}, 5) == math.inf
     assert cur.last_upsample_step(carla, 12_000) == 10_000 and cur.last_upsample_step(carla, 9_999) == 0
+    ends = {0: {"img_size": 8}, 6: {"img_size": 16}, 20: {}}
+    assert [cur.last_upsample_step(ends, s) for s in (5, 6, 19, 20, 25)] == [0, 6, 6, 6, 6]   # past the end too
     assert cur.final_step(carla) == 200_000 and "batch_size" not in cur.extract_metadata(carla, 200_000)
     celeba = cur.extract_metadata(cur.get_curriculum("celeba"), 0)
     assert (celeba["batch_size"], celeba["num_steps"], celeba["img_size"], celeba["gen_lr"],
