@@ -14,7 +14,7 @@ import shutil
 import subprocess
 import sys
 
-from setuptools import setup
+from setuptools import find_namespace_packages, setup
 
 ROOT = os.path.dirname(os.path.abspath(__file__))
 
@@ -64,6 +64,17 @@ def cuda_build_decision(torch_cuda, cuda_home, nvcc_version, no_cuda_env, has_cu
                        f"kernels). Point CUDA_HOME at a CUDA {str(torch_cuda).split('.')[0]}.x toolkit "
                        f"to build them.")
     return True, None
+
+
+def _packages():
+    """pigan and every folder below it, plus the Triton kernels' folder ``kernels/`` and its subfolders
+    installed under ``pigan.kernels`` (never as a top-level ``kernels``). Found rather than listed so
+    that a subpackage added later ships in wheels too; namespace discovery so that one lacking an
+    ``__init__.py``, which the editable install would still import, ships as well."""
+    def below(folder, prefix):
+        found = find_namespace_packages(os.path.join(ROOT, folder), exclude=["__pycache__", "*.__pycache__"])
+        return [prefix] + [f"{prefix}.{name}" for name in found]
+    return below("pigan", "pigan") + below("kernels", "pigan.kernels")
 
 
 def _extensions():
@@ -116,7 +127,7 @@ def _extensions():
 if __name__ == "__main__":  # pip (setuptools' build backend) runs this file as __main__; tests import it
     ext_modules, build_ext = _extensions()
     setup(
-        packages=["pigan", "pigan.ops", "pigan.kernels"],
+        packages=_packages(),
         package_dir={"pigan": "pigan", "pigan.kernels": "kernels"},
         ext_modules=ext_modules,
         cmdclass={"build_ext": build_ext},

@@ -130,7 +130,7 @@ def saved_bytes(fn):
 
 def skip_unless_backend(name, device):
     from pigan import ops
-    ok, why = ops._backend.backend_status(name, torch.device(device))
+    ok, why = ops.backend_status(name, torch.device(device))
     if not ok:
         pytest.skip(f"backend {name!r} on {device}: {why}")
 

@@ -15,25 +15,16 @@ parameters of a tile are one [BLOCK_N] row each.
 """
 from __future__ import annotations
 
-import os
-
 import torch
 import triton
 import triton.language as tl
 
-from pigan.ops.film import cuda_fp32_matmul_precision
+from ._runtime import cuda_fp32_matmul_precision, triton_interpreting
 
 try:  # accurate __nv_sinf/__nv_cosf on GPU; the interpreter has no libdevice and uses numpy's sin
     from triton.language.extra import libdevice as _libdevice
 except Exception:  # pragma: no cover - older triton layouts
     _libdevice = None
-
-SUPPORTED_DTYPES = (torch.float16, torch.bfloat16, torch.float32)
-
-
-def _interpreting() -> bool:
-    return os.environ.get("TRITON_INTERPRET", "0") == "1"
-
 
 # Fixed configuration used under TRITON_INTERPRET=1 (autotune cannot run there). Tests may override it.
 INTERPRET_CONFIG = {"BLOCK_M": 32, "BLOCK_N": 64, "BLOCK_K": 64}
@@ -302,7 +293,7 @@ def _dot_precision(dtype: torch.dtype) -> str:
 def _fixed_config(n, k, h, x):
     """The configuration of launches that bypass autotuning (and its pruning), else None. A small-N
     configuration drops pipeline stages until it fits the device's shared memory."""
-    if _interpreting():
+    if triton_interpreting():
         return dict(INTERPRET_CONFIG)
     if n < _SMALL_N:
         cfg = _small_config(n, k, h)
@@ -344,7 +335,7 @@ def _check_grid(B, tiles_per_sample, what):
 
 def _chunk(n: int) -> int:
     """Points per backward program: enough tiles to amortise the W loads, few partial rows."""
-    if _interpreting():
+    if triton_interpreting():
         return INTERPRET_CHUNK
     return min(512, max(256, triton.next_power_of_2(n)))
 
@@ -377,7 +368,7 @@ def film_fwd(x, weight, bias, freq, phase, out=None):
             x.stride(0), x.stride(1), x.stride(2), weight.stride(0), weight.stride(1),
             freq.stride(0), freq.stride(1), phase.stride(0), phase.stride(1),
             HAS_BIAS=bias is not None, DOT_PRECISION=_dot_precision(x.dtype),
-            ACCURATE=not _interpreting() and _libdevice is not None)
+            ACCURATE=not triton_interpreting() and _libdevice is not None)
     return y
 
 

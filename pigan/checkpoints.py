@@ -22,10 +22,7 @@ the state is then copied into freshly built modules of ours.
 """
 from __future__ import annotations
 
-import os
 import pickle
-import sys
-import tempfile
 import warnings
 from collections import OrderedDict
 from pathlib import Path
@@ -34,6 +31,7 @@ import torch
 import torch.nn as nn
 
 from pigan import released_pickle
+from pigan.common import UsageError, atomic_save, check_output_file, writing
 
 FORMAT = "pigan-kernels/1"
 RESERVED = ("format", "generator", "discriminator", "ema", "generator_config",
@@ -41,11 +39,12 @@ RESERVED = ("format", "generator", "discriminator", "ema", "generator_config",
 
 __all__ = ["CheckpointError", "save_checkpoint", "load_checkpoint", "build_generator",
            "build_discriminator", "load_generator", "load_discriminator", "generator_config",
-           "discriminator_config", "load_pigan_checkpoint", "convert", "main"]
+           "discriminator_config", "load_pigan_checkpoint", "load_for_render", "convert"]
 
 
-class CheckpointError(ValueError):
-    """A checkpoint file is missing, unreadable, or not what was asked for (the message names it)."""
+class CheckpointError(UsageError):
+    """A checkpoint file is missing, unreadable, or not what was asked for (the message names it).
+    A command reports it as bad input (exit code 2); it is also a ValueError."""
 
 
 # ---------------------------------------------------------------------------- configs and builders
@@ -59,7 +58,7 @@ def discriminator_config(discriminator) -> dict:
 
 def build_generator(config: dict):
     """A fresh generator from ``{"class": "ImplicitGenerator3d", "siren": ..., "z_dim": ..., ...}``."""
-    from pigan.generators import GENERATORS
+    from pigan.model.generators import GENERATORS
     cfg = dict(config)
     name = cfg.pop("class", "ImplicitGenerator3d")
     if name not in GENERATORS:
@@ -72,7 +71,7 @@ def build_generator(config: dict):
 
 def build_discriminator(config: dict):
     """A fresh discriminator from ``{"class": "CCSEncoderDiscriminator", **kwargs}``."""
-    from pigan.discriminators import DISCRIMINATORS
+    from pigan.model.discriminators import DISCRIMINATORS
     cfg = dict(config)
     name = cfg.pop("class", None)
     if name not in DISCRIMINATORS:
@@ -112,30 +111,6 @@ def _state(obj):
     raise TypeError(f"expected an nn.Module or a state dict, got {type(obj).__name__}")
 
 
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-def _atomic_save(obj, path: Path):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o666 & ~_umask())          # mkstemp makes 0600; give the usual file mode
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-
-
 def save_checkpoint(path, generator=None, discriminator=None, ema=None, extra=None, config=None):
     """Write a checkpoint atomically. ``generator`` / ``discriminator`` are modules (their class and
     constructor config are recorded) or state dicts; ``ema`` a module (e.g. an AveragedModel) or a
@@ -160,7 +135,7 @@ def save_checkpoint(path, generator=None, discriminator=None, ema=None, extra=No
             raise ValueError(f"extra key {key!r} is reserved; reserved keys are {RESERVED}")
         ckpt[key] = value
     _check_loadable(ckpt, "checkpoint")
-    _atomic_save(ckpt, path)
+    atomic_save(ckpt, path)
     return path
 
 
@@ -269,8 +244,8 @@ def _pigan_files(path_or_dir):
 
 
 def _convert_generator(obj, path):
-    from pigan.generators import ImplicitGenerator3d
-    from pigan.siren import SIRENS
+    from pigan.model.generators import ImplicitGenerator3d
+    from pigan.model.siren import SIRENS
     if not isinstance(obj, PiganStandIn) or obj.pigan_class.split(".")[-1] != "ImplicitGenerator3d":
         got = getattr(obj, "pigan_class", type(obj).__name__)
         raise CheckpointError(f"{str(path)!r} does not hold a pi-GAN ImplicitGenerator3d (got {got})")
@@ -310,7 +285,7 @@ def _convert_generator(obj, path):
 
 
 def _convert_discriminator(obj, path):
-    from pigan.discriminators import DISCRIMINATORS
+    from pigan.model.discriminators import DISCRIMINATORS
     name = getattr(obj, "pigan_class", "?").split(".")[-1]
     if name not in DISCRIMINATORS:
         raise CheckpointError(f"{str(path)!r}: unsupported discriminator class {name!r} "
@@ -369,42 +344,30 @@ def load_pigan_checkpoint(path_or_dir, map_location="cpu", use_ema=True, load_di
                       "discriminator": str(disc_path) if discriminator is not None else None}}
 
 
-def convert(src, dst, map_location="cpu"):
-    """pi-GAN checkpoint (folder or generator.pth) -> one checkpoint file of ours. Returns dst."""
+def load_for_render(checkpoint, device="cpu", use_ema=True):
+    """(generator in eval mode on ``device``, config or None) from a checkpoint of ours, or from
+    pi-GAN's folder / generator.pth (which carry no config)."""
+    path = Path(checkpoint)
+    if path.is_dir() or (path.name.endswith("generator.pth") and path.is_file()):
+        loaded = load_pigan_checkpoint(path, map_location="cpu", use_ema=use_ema, load_discriminator=False)
+        return loaded["generator"].to(device).eval(), None
+    g = load_generator(path, map_location="cpu", use_ema=use_ema)
+    config = load_checkpoint(path).get("config")
+    return g.to(device).eval(), config
+
+
+def convert(src, dst, map_location="cpu") -> Path:
+    """pi-GAN checkpoint (folder or generator.pth) -> one checkpoint file of ours. Returns dst.
+
+    ``dst`` is checked before anything is read (OutputError when it is a folder or cannot be
+    written); a failed write is an OutputError naming it and leaves any previous file in place."""
+    dst = check_output_file(dst, "output checkpoint")
     loaded = load_pigan_checkpoint(src, map_location=map_location, use_ema=False)
     g = loaded["generator"]
     ema = None
     if loaded["ema"] is not None:
         ema = OrderedDict(g.state_dict())
         ema.update(loaded["ema"])
-    return save_checkpoint(dst, generator=g, discriminator=loaded["discriminator"], ema=ema,
-                           extra={"step": loaded["step"], "converted_from": loaded["files"]})
-
-
-def main(argv=None):
-    """``pigan convert SRC DST``."""
-    from pigan.cli import ArgumentParser
-    ap = ArgumentParser(prog="pigan convert", description=(
-        "Convert a released pi-GAN checkpoint (folder with generator.pth, ema.pth, discriminator.pth, "
-        "or a path to generator.pth) to a pigan-kernels checkpoint loadable with weights_only=True. "
-        "pi-GAN's pickles are read through an allowlist of the globals they need; any other global "
-        "is refused by name and nothing from the file is run."))
-    ap.add_argument("src", help="pi-GAN checkpoint folder or generator.pth")
-    ap.add_argument("dst", help="output checkpoint file (.pt)")
-    args = ap.parse_args(argv)
-    from pigan.cli import OutputError, check_output_file, writing
-    try:
-        check_output_file(args.dst, "output checkpoint")          # before reading anything
-        with writing(args.dst, remove_partial=False):
-            out = convert(args.src, args.dst)
-        ckpt = load_checkpoint(out)
-    except (CheckpointError, OutputError) as exc:
-        print(f"pigan convert: error: {exc}", file=sys.stderr)
-        return getattr(exc, "exit_code", 2)
-    parts = [k for k in ("generator", "ema", "discriminator") if ckpt.get(k) is not None]
-    print(f"wrote {out} ({', '.join(parts)}; {ckpt['generator_config']})")
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
+    with writing(dst, remove_partial=False):
+        return save_checkpoint(dst, generator=g, discriminator=loaded["discriminator"], ema=ema,
+                               extra={"step": loaded["step"], "converted_from": loaded["files"]})

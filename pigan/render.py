@@ -10,7 +10,6 @@ the same identities at every pose.
 """
 from __future__ import annotations
 
-import argparse
 import json
 import math
 from pathlib import Path
@@ -18,12 +17,13 @@ from pathlib import Path
 import torch
 
 from pigan import imaging, ops
-from pigan.cli import UsageError, add_generator_args, check_output_dir, pick_device, run_command, writing
-from pigan.render_options import RenderOptions
+from pigan.common import check_output_dir, writing
+from pigan.common import progress as progress_bar
+from pigan.model.render_options import RenderOptions
 
 __all__ = ["RenderOptions", "latents", "render_images", "render_grid", "render_multiview", "yaw_sweep",
            "render_video", "render_interpolation", "video_poses", "depth_images", "describe_depth",
-           "write_samples", "load_for_render", "main"]
+           "write_samples"]
 
 # Points per siren call when rendering images to look at (bounds memory at large resolutions).
 RENDER_CHUNK = 65536
@@ -49,13 +49,6 @@ def latents(generator, num: int, seed: int = 0, psi: float = 0.7, z: torch.Tenso
         return generator.truncate(z.to(dev), psi)
 
 
-def _progress(iterable, enabled, desc, total=None):
-    if not enabled:
-        return iterable
-    from tqdm.auto import tqdm
-    return tqdm(iterable, desc=desc, total=total, leave=False, dynamic_ncols=True)
-
-
 @torch.no_grad()
 def render_images(generator, frequencies, phase_shifts, pitch, yaw, options=None, img_size=None,
                   num_steps=None, seed=0, progress=False, desc="render", with_opacity=False):
@@ -78,7 +71,7 @@ def render_images(generator, frequencies, phase_shifts, pitch, yaw, options=None
     try:
         with torch.random.fork_rng(devices=[dev] if dev.type == "cuda" else []):
             torch.manual_seed(seed)                   # importance-sampling uniforms: reproducible
-            for i in _progress(range(n), progress, desc):
+            for i in progress_bar(range(n), progress, desc):
                 if o.img_size ** 2 * o.num_steps > RENDER_SAMPLES:
                     px, d, a = _render_in_ray_chunks(generator, frequencies[i:i + 1], phase_shifts[i:i + 1],
                                                      pitch[i:i + 1].to(dev), yaw[i:i + 1].to(dev), o,
@@ -104,7 +97,7 @@ def _render_in_ray_chunks(generator, frequencies, phase_shifts, pitch, yaw, o: R
     """One image [1, 3, H, W] and depth [1, H, W] (and opacity [1, H, W]) marched
     ``max_samples // num_steps`` rays at a time; the rays are those of ``ops.get_initial_rays_trig``
     (unjittered), built per chunk."""
-    from pigan.generators import cam2world_from_angles
+    from pigan.model.generators import cam2world_from_angles
 
     dev = frequencies.device
     size, steps = o.img_size, o.num_steps
@@ -237,7 +230,7 @@ def render_video(generator, num=4, frames=48, mode="auto", seed=0, psi=0.7, opti
     f, p = latents(generator, num, seed, psi)
     out, depths, opacities = [], [], []
     nrow = int(math.ceil(math.sqrt(num)))
-    for pi, ya in _progress(list(zip(pitches, yaws)), progress, "video"):
+    for pi, ya in progress_bar(list(zip(pitches, yaws)), progress, "video"):
         px, d, a = render_images(generator, f, p, pi, ya, o, seed=seed, with_opacity=True, **kw)
         out.append(imaging.make_grid(imaging.to_unit(px), nrow=nrow))
         depths.append(d)
@@ -266,7 +259,7 @@ def render_interpolation(generator, seeds, frames_per_seed=24, psi=0.7, options=
     total = frames_per_seed * len(seeds)
     pitches, yaws = video_poses(o, total, mode)
     frames, depths, opacities = [], [], []
-    for t in _progress(range(total), progress, "interpolation"):
+    for t in progress_bar(range(total), progress, "interpolation"):
         k, a = divmod(t, frames_per_seed)
         a /= frames_per_seed
         j = (k + 1) % len(seeds)
@@ -351,126 +344,3 @@ def write_samples(generator, out_dir, num=16, seed=0, psi=0.7, options=None, ide
         _save_video(out_dir, "interpolation_depth", depth_frames, paths, "interpolation_depth")
         save_range("interpolation_depth", info)
     return paths
-
-
-def load_for_render(checkpoint, device="cpu", use_ema=True):
-    """(generator, config) from a checkpoint of ours, or from pi-GAN's folder / generator.pth."""
-    from pigan import checkpoints as C
-    path = Path(checkpoint)
-    if path.is_dir() or (path.name.endswith("generator.pth") and path.is_file()):
-        loaded = C.load_pigan_checkpoint(path, map_location="cpu", use_ema=use_ema,
-                                         load_discriminator=False)
-        return loaded["generator"].to(device).eval(), None
-    g = C.load_generator(path, map_location="cpu", use_ema=use_ema)
-    config = C.load_checkpoint(path).get("config")
-    return g.to(device).eval(), config
-
-
-def _parse(argv):
-    from pigan.cli import EXIT_CODES_HELP, ArgumentParser
-    ap = ArgumentParser(prog="pigan render", description=(
-        "Render a sample grid, depth maps, multi-view grids and a video from a checkpoint "
-        "(ours, or pi-GAN's folder / generator.pth)."), epilog=EXIT_CODES_HELP,
-        formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("checkpoint")
-    ap.add_argument("--out", required=True, help="output folder")
-    ap.add_argument("--num", type=int, default=16, help="samples in the grid (default 16)")
-    ap.add_argument("--identities", type=int, default=4, help="identities in multi-view / video")
-    ap.add_argument("--views", type=int, default=5, help="yaw steps of the multi-view sweep")
-    ap.add_argument("--pitches", type=int, default=3, help="pitch steps of the multi-view sweep")
-    ap.add_argument("--psi", type=float, default=0.7, help="truncation (1 = none)")
-    ap.add_argument("--resolution", type=int, default=None, help="image size (default: training size)")
-    ap.add_argument("--steps", type=int, default=None, help="samples per ray, coarse (default: training)")
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--frames", type=int, default=48, help="video frames (0: no video)")
-    ap.add_argument("--video", choices=("auto", "orbit", "front"), default="auto")
-    ap.add_argument("--curriculum", default=None, help="camera settings from this curriculum")
-    ap.add_argument("--backend", choices=ops.BACKENDS, default="auto")
-    add_generator_args(ap)
-    ap.add_argument("--max-batch-size", type=int, default=None, help="points per siren chunk")
-    ap.add_argument("--lock-view-dependence", action="store_true",
-                    help="colour from one fixed view direction (no view-dependent shading while the camera moves)")
-    ap.add_argument("--depth-video", action="store_true", help="also write video_depth.gif")
-    ap.add_argument("--depth-range", default="auto", metavar="auto|rays|NEAR,FAR",
-                    help="depth shown from white to black: 'auto' (default: 1st-99th percentile of the "
-                    "foreground's depth, one range per image or video), 'rays' (ray_start to ray_end) "
-                    "or two numbers")
-    ap.add_argument("--interpolate", type=int, nargs="+", default=None, metavar="SEED",
-                    help="latent-interpolation video through these seeds (>= 2), camera moving")
-    ap.add_argument("--frames-per-seed", type=int, default=24, help="interpolation frames per seed")
-    ap.add_argument("--ray-step-multiplier", type=float, default=1.0,
-                    help="samples per ray x this (finer geometry; memory stays bounded by ray chunks)")
-    args = ap.parse_args(argv)
-    if args.interpolate is not None and len(args.interpolate) < 2:
-        ap.error("--interpolate needs at least 2 seeds")
-    if args.frames_per_seed < 1:
-        ap.error(f"--frames-per-seed must be positive, got {args.frames_per_seed}")
-    if not args.ray_step_multiplier > 0:
-        ap.error(f"--ray-step-multiplier must be positive, got {args.ray_step_multiplier}")
-    for name in ("num", "identities", "views", "pitches"):
-        if getattr(args, name) < 0:
-            ap.error(f"--{name} must be >= 0, got {getattr(args, name)}")
-    for name in ("resolution", "steps", "max_batch_size"):
-        v = getattr(args, name)
-        if v is not None and v < (2 if name == "steps" else 1):
-            ap.error(f"--{name.replace('_', '-')} must be {'>= 2' if name == 'steps' else 'positive'}, got {v}")
-    if args.num < 1:
-        ap.error("--num must be >= 1")
-    if args.frames < 0:
-        ap.error(f"--frames must be >= 0, got {args.frames}")
-    if args.depth_range not in ("auto", "rays"):
-        try:
-            near, far = (float(v) for v in args.depth_range.split(","))
-        except ValueError:
-            ap.error(f"--depth-range must be 'auto', 'rays' or NEAR,FAR (two numbers), got {args.depth_range!r}")
-        if not near < far:
-            ap.error(f"--depth-range NEAR,FAR needs NEAR < FAR, got {args.depth_range!r}")
-        args.depth_range = (near, far)
-    return args
-
-
-def _main(argv):
-    args = _parse(argv)
-    from pigan.checkpoints import CheckpointError
-    device = pick_device(args.device)
-    from pigan.ops._backend import backend_status
-    ok, why = backend_status(args.backend, device)
-    if not ok:
-        raise UsageError(f"backend {args.backend!r} cannot run on {device}: {why}")
-    options = None
-    if args.curriculum:
-        from pigan.training.config import load_curriculum, validate_curriculum
-        cur = load_curriculum(args.curriculum)
-        validate_curriculum(cur)
-        options = RenderOptions.from_curriculum(cur)
-    try:
-        generator, config = load_for_render(args.checkpoint, device, use_ema=not args.no_ema)
-    except CheckpointError as exc:
-        raise UsageError(str(exc)) from exc
-    check_output_dir(args.out)                     # before rendering anything
-    options = options or RenderOptions.from_curriculum(config)
-    options = RenderOptions.from_metadata(base=options, img_size=args.resolution, num_steps=args.steps,
-                                          max_batch_size=args.max_batch_size or options.max_batch_size,
-                                          lock_view_dependence=args.lock_view_dependence or None)
-    options = options.replace(num_steps=max(2, round(options.num_steps * args.ray_step_multiplier)))
-    with ops.use_backend(args.backend):
-        paths = write_samples(generator, args.out, num=args.num, seed=args.seed, psi=args.psi,
-                              options=options, identities=args.identities, views=args.views,
-                              pitches=args.pitches, video_frames=args.frames, video_mode=args.video,
-                              progress=not args.no_progress, depth_video=args.depth_video,
-                              interpolate=args.interpolate, frames_per_seed=args.frames_per_seed,
-                              depth_range=args.depth_range, report=print)
-    for name, p in paths.items():
-        print(f"{name}: {p}")
-    if args.frames and "mp4" not in paths:
-        print("(no MP4: install imageio and imageio-ffmpeg for one; the GIF has the same frames)")
-    return 0
-
-
-def main(argv=None):
-    """``pigan render CHECKPOINT --out DIR [options]``."""
-    return run_command("pigan render", _main, argv)
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -1,4 +1,4 @@
-"""``pigan shapes``: density volumes and coloured meshes from a generator.
+"""Density volumes and coloured meshes from a generator (``pigan shapes``).
 
 The density is sampled on an N^3 grid covering the cube of side ``cube_size`` centred at the origin:
 points at ``linspace(-s/2, s/2, N)`` per axis, ``sigma[i, j, k]`` at ``(x_i, y_j, z_k)`` (pi-GAN's
@@ -16,29 +16,21 @@ extract_shapes.py default); ``--level`` overrides.
 """
 from __future__ import annotations
 
-import argparse
 import math
-import sys
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from pigan.cli import (EXIT_CODES_HELP, EXIT_FAILED, ArgumentParser, UsageError, add_generator_args, check_output_dir, pick_device,
-                       run_command, writing)
+from pigan.common import UsageError
+from pigan.common import progress as progress_bar
 
-__all__ = ["DEFAULT_LEVEL", "grid_points", "latent_codes", "density_grid", "field_colors",
-           "extract_mesh", "mesh_volume", "write_mrc", "write_ply", "write_obj", "render_mesh_png", "main"]
+__all__ = ["DEFAULT_LEVEL", "DEMO_LEVEL", "default_level", "require_writers", "grid_points", "latent_codes",
+           "density_grid", "field_colors", "extract_mesh", "mesh_volume", "write_mrc", "write_ply", "write_obj",
+           "render_mesh_png"]
 
 DEFAULT_LEVEL = 10.0
 FRONT_DIRECTION = (0.0, 0.0, -1.0)      # the direction the frontal camera (pitch = yaw = pi/2) looks
-
-
-def _progress(iterable, enabled, desc, total=None):
-    if not enabled:
-        return iterable
-    from tqdm.auto import tqdm
-    return tqdm(iterable, desc=desc, total=total, leave=False, dynamic_ncols=True)
 
 
 def grid_points(resolution: int, cube_size: float, start: int = 0, stop: int | None = None,
@@ -92,7 +84,7 @@ def density_grid(generator, z: torch.Tensor, resolution: int = 256, cube_size: f
         total = resolution ** 3
         sigma = np.empty(total, dtype=np.float32)
         heads = range(0, total, chunk_size)
-        for head in _progress(heads, progress, "density", len(heads)):
+        for head in progress_bar(heads, progress, "density", len(heads)):
             tail = min(head + chunk_size, total)
             pts = grid_points(resolution, cube_size, head, tail, dev)
             sigma[head:tail] = _field(generator, pts, freqs, phases)[:, 3].float().cpu().numpy()
@@ -232,7 +224,7 @@ def render_mesh_png(vertices: np.ndarray, faces: np.ndarray, path, colors: np.nd
     return path
 
 
-# ------------------------------------------------------------------------------------ CLI
+# ------------------------------------------------------------------------------------ levels, writers
 # The demo model (procedural dataset, narrow siren, a few hundred steps) learns densities of about
 # -0.1 outside and +0.5 inside its shapes, far below pi-GAN's 10: its level sits between the two.
 DEMO_LEVEL = 0.2
@@ -249,42 +241,10 @@ def default_level(config: dict | None) -> float:
     return DEFAULT_LEVEL
 
 
-def build_parser() -> argparse.ArgumentParser:
-    ap = ArgumentParser(prog="pigan shapes", description=(
-        "Sample a generator's density on an N^3 grid and write it as .mrc, and as a coloured mesh "
-        "(.ply; .obj and a PNG preview on request) by marching cubes."),
-        epilog=EXIT_CODES_HELP.replace("(e.g. none of the input images could be read)",
-                                       "(a seed's density does not cross the level; its .mrc is written)"),
-        formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("checkpoint", help="checkpoint of ours, or pi-GAN's folder / generator.pth")
-    ap.add_argument("--out", required=True, help="output folder")
-    add_generator_args(ap)
-    ap.add_argument("--seeds", type=int, nargs="+", default=[0], help="latent seeds (default 0)")
-    ap.add_argument("--resolution", type=int, default=256, help="grid points per axis (default 256)")
-    ap.add_argument("--cube-size", type=float, default=0.3, help="side of the sampled cube, world units "
-                    "(default 0.3, pi-GAN's)")
-    ap.add_argument("--psi", type=float, default=0.5, help="truncation (default 0.5, pi-GAN's)")
-    ap.add_argument("--level", type=float, default=None, help="iso-level on raw sigma (default: the "
-                    f"curriculum's shape_level, else {DEMO_LEVEL:g} for the demo dataset, else {DEFAULT_LEVEL:g})")
-    ap.add_argument("--chunk-size", type=int, default=65536, help="points per siren call")
-    ap.add_argument("--no-mesh", action="store_true", help="write only the .mrc volume")
-    ap.add_argument("--obj", action="store_true", help="also write .obj meshes")
-    ap.add_argument("--preview", action="store_true", help="also write a shaded PNG of each mesh")
-    return ap
-
-
-def _main(argv) -> int:
-    ap = build_parser()
-    args = ap.parse_args(argv)
-    if args.resolution < 2:
-        ap.error(f"--resolution must be >= 2, got {args.resolution}")
-    if not args.cube_size > 0:
-        ap.error(f"--cube-size must be positive, got {args.cube_size}")
-    if args.chunk_size < 1:
-        ap.error(f"--chunk-size must be positive, got {args.chunk_size}")
-    if not 0 <= args.psi <= 1:
-        ap.error(f"--psi must be in [0, 1], got {args.psi}")
-    if not args.no_mesh:
+def require_writers(mesh: bool = True) -> None:
+    """UsageError naming the missing package unless the .mrc writer (and, with ``mesh``, marching
+    cubes and the .ply writer) can be imported."""
+    if mesh:
         try:
             import plyfile  # noqa: F401
             import skimage  # noqa: F401
@@ -295,52 +255,3 @@ def _main(argv) -> int:
         import mrcfile  # noqa: F401
     except ImportError:
         raise UsageError("the .mrc writer needs mrcfile (pip install mrcfile)") from None
-    if not Path(args.checkpoint).exists():
-        raise UsageError(f"checkpoint {args.checkpoint!r} does not exist")
-    device = pick_device(args.device)
-    from pigan.checkpoints import CheckpointError
-    from pigan.render import load_for_render
-    try:
-        generator, config = load_for_render(args.checkpoint, device, use_ema=not args.no_ema)
-    except CheckpointError as exc:
-        raise UsageError(str(exc)) from exc
-    level = args.level if args.level is not None else default_level(config)
-    out = check_output_dir(args.out)
-    status = 0
-    for seed in args.seeds:
-        z = torch.randn(1, generator.z_dim, generator=torch.Generator().manual_seed(seed)).to(device)
-        sigma = density_grid(generator, z, args.resolution, args.cube_size, psi=args.psi,
-                             chunk_size=args.chunk_size, progress=not args.no_progress)
-        with writing(out / f"seed{seed}.mrc"):
-            paths = [write_mrc(sigma, out / f"seed{seed}.mrc", args.cube_size)]
-        line = f"seed {seed}: sigma in [{sigma.min():.3g}, {sigma.max():.3g}]"
-        if not args.no_mesh:
-            try:
-                verts, faces = extract_mesh(sigma, level, args.cube_size)
-            except ValueError as exc:
-                print(f"pigan shapes: seed {seed}: no mesh: {exc}", file=sys.stderr)
-                status = EXIT_FAILED
-            else:
-                colors = field_colors(generator, z, verts, psi=args.psi, chunk_size=args.chunk_size)
-                with writing(out / f"seed{seed}.ply"):
-                    paths.append(write_ply(verts, faces, out / f"seed{seed}.ply", colors))
-                if args.obj:
-                    with writing(out / f"seed{seed}.obj"):
-                        paths.append(write_obj(verts, faces, out / f"seed{seed}.obj", colors))
-                if args.preview:
-                    with writing(out / f"seed{seed}.png"):
-                        paths.append(render_mesh_png(verts, faces, out / f"seed{seed}.png", colors))
-                line += f", level {level:g}: {len(verts)} vertices, {len(faces)} faces"
-        print(line)
-        for p in paths:
-            print(f"  {p}")
-    return status
-
-
-def main(argv=None) -> int:
-    """``pigan shapes CHECKPOINT --out DIR [options]``."""
-    return run_command("pigan shapes", _main, argv)
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -27,7 +27,7 @@ from pigan import curriculums as C
 from pigan.checkpoints import save_checkpoint
 from pigan.data import default_camera, faces_from_unit, render_shapes, surface_colour
 from pigan.generators import ImplicitGenerator3d
-from pigan.render_options import RenderOptions
+from pigan.model.render_options import RenderOptions
 
 SIGMA_SCALE = 400.0       # density inside the head; 1/e of a ray's light is left after 0.0025 units
 

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from pigan import ops
-from pigan.ops import _backend, compositing, sampling
+from pigan.ops import _autograd, _backend, compositing, sampling
 
 
 def chosen(op_table, device="cpu"):
@@ -211,3 +211,49 @@ def test_op_tables_belong_to_their_modules():
     assert set(smp.SAMPLE_PDF.impls) == {"reference", "native"}
     with pytest.raises(ValueError, match="unknown backends"):
         _backend.Op("x", reference=lambda: None, cuda=lambda: None)
+
+
+def _double_backward_cases():
+    """(op, args, leaves) per op whose native backward recomputes the twin under create_graph=True."""
+    from inputs import composite_inputs
+    g = torch.Generator().manual_seed(11)
+
+    def rand(*shape, scale=1.0):
+        return (torch.randn(*shape, generator=g, dtype=torch.float64) * scale).requires_grad_()
+
+    rs, z = composite_inputs(2, 3, 6, 3, torch.float64, seed=5)
+    rs.requires_grad_()
+    noise = rand(2, 3, 6, 1, scale=0.5)
+    x, w, b, f, p = rand(2, 5, 3), rand(4, 3), rand(4), rand(2, 4, scale=2), rand(2, 4)
+    ws, fs, ps = [rand(4, 3), rand(5, 4)], [rand(2, 4, scale=2), rand(2, 5)], [rand(2, 4), rand(2, 5)]
+    return {
+        "composite": (ops.composite, (rs, z, noise, "softplus", True, True), [rs, noise]),
+        "composite_midpoint": (ops.composite_midpoint, (rs, z, "softplus", True), [rs]),
+        "film_siren": (ops.film_siren, ((x[..., :1], x[..., 1:]), w, b, f, p), [x, w, b, f, p]),
+        "film_siren_stack": (ops.film_siren_stack, (x, ws, [b, None], fs, ps), [x, *ws, b, *fs, *ps]),
+    }
+
+
+@pytest.mark.parametrize("name", ["composite", "composite_midpoint", "film_siren", "film_siren_stack"])
+def test_create_graph_backward_is_the_twins(name, monkeypatch):
+    """Every native backward follows the one rule of _autograd.twin_grads: under create_graph=True its
+    gradients, and their derivatives, are exactly the reference twin's."""
+    if not _backend.backend_status("native", "cpu")[0]:
+        pytest.skip("the native backend is unavailable")
+    op, args, leaves = _double_backward_cases()[name]
+    calls = []
+    twin_grads = _autograd.twin_grads
+    monkeypatch.setattr(_autograd, "twin_grads", lambda *a: calls.append(1) or twin_grads(*a))
+    results = {}
+    for backend in ("native", "reference"):
+        with ops.use_backend(backend):
+            outs = op(*args)
+        outs = outs if isinstance(outs, tuple) else (outs,)
+        cots = [torch.ones_like(o) for o in outs]
+        grads = torch.autograd.grad(outs, leaves, cots, create_graph=True)
+        penalty = sum((gr ** 2).sum() for gr in grads)
+        results[backend] = (grads, torch.autograd.grad(penalty, leaves))
+    assert calls, f"{name}'s native backward did not go through _autograd.twin_grads"
+    for got, want in zip(results["native"], results["reference"]):
+        for a, r in zip(got, want):
+            assert torch.equal(a, r)

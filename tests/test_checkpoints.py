@@ -11,6 +11,7 @@ import torch
 import torch.nn as nn
 
 from pigan import checkpoints as C
+from pigan.cli import convert as convert_cli
 from pigan.discriminators import CCSEncoderDiscriminator
 from pigan.generators import ImplicitGenerator3d
 from pigan.siren import SPATIALSIRENBASELINE, TALLSIREN
@@ -383,7 +384,7 @@ def test_cats_layout_loads_without_its_discriminator(tmp_path):
 def test_convert_cli_writes_safe_checkpoint(pigan_dir, tmp_path, capsys):
     folder, want = pigan_dir
     dst = tmp_path / "converted.pt"
-    assert C.main([str(folder), str(dst)]) == 0
+    assert convert_cli.main([str(folder), str(dst)]) == 0
     assert "wrote" in capsys.readouterr().out
     raw = torch.load(dst, weights_only=True)
     assert raw["step"] == 1234 and raw["generator_config"]["siren"] == "SPATIALSIRENBASELINE"
@@ -393,7 +394,7 @@ def test_convert_cli_writes_safe_checkpoint(pigan_dir, tmp_path, capsys):
     g_raw = C.load_generator(dst, use_ema=False)
     _assert_state(g_raw, want["generator"], "generator")
     assert C.load_discriminator(dst).final_layer.out_channels == 259
-    assert C.main([str(tmp_path / "nowhere"), str(tmp_path / "x.pt")]) == 2
+    assert convert_cli.main([str(tmp_path / "nowhere"), str(tmp_path / "x.pt")]) == 2
     assert "nowhere" in capsys.readouterr().err
 
 

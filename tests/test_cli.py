@@ -31,7 +31,6 @@ def test_info_prints_each_backends_notes(capsys, monkeypatch):
 
 
 @pytest.mark.parametrize("argv, prog, message", [
-    (["render", "ck.pt", "--out", "o", "--resolution", "0"], "pigan render", "--resolution must be positive"),
     (["render"], "pigan render", "the following arguments are required: checkpoint, --out"),
     (["train", "--bogus"], "pigan train", "unrecognized arguments: --bogus"),
     (["eval", "ck.pt"], "pigan eval", "the following arguments are required: --real"),
@@ -44,6 +43,21 @@ def test_usage_errors_are_one_usage_line_and_one_error_line(argv, prog, message,
     with pytest.raises(SystemExit) as exc:
         cli.main(argv)
     assert exc.value.code == 2
+    captured = capsys.readouterr()
+    usage, error = captured.err.splitlines()
+    assert usage.startswith(f"usage: {prog} ") and usage.endswith(f"(all options: {prog} --help)")
+    assert error.startswith(f"{prog}: error: ") and message in error
+    assert captured.out == ""
+
+
+@pytest.mark.parametrize("argv, prog, message", [
+    (["render", "ck.pt", "--out", "o", "--resolution", "0"], "pigan render", "--resolution must be a positive integer, got 0"),
+    (["shapes", "ck.pt", "--out", "o", "--resolution", "1"], "pigan shapes", "--resolution"),
+    (["invert", "ck.pt", "x.png", "--iterations", "0"], "pigan invert", "--iterations must be a positive integer, got 0"),
+    (["eval", "ck.pt", "--real", "r", "--real-count", "0"], "pigan eval", "--real-count must be a positive integer"),
+])
+def test_value_errors_are_one_usage_line_and_one_error_line(argv, prog, message, capsys):
+    assert cli.main(argv) == 2                      # found before any work: no file is read
     captured = capsys.readouterr()
     usage, error = captured.err.splitlines()
     assert usage.startswith(f"usage: {prog} ") and usage.endswith(f"(all options: {prog} --help)")

@@ -8,7 +8,7 @@ import torch
 
 from pigan import curriculums as cur
 from pigan.generators import ImplicitGenerator3d
-from pigan.render_options import RenderOptions
+from pigan.model.render_options import RenderOptions
 
 
 def test_curricula_and_helpers():

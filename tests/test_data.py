@@ -7,7 +7,8 @@ import pytest
 import torch
 from PIL import Image
 
-from pigan.data import ImageFolder, ProceduralShapes, build_dataset, render_shapes, _draw_faces, _draw_shapes
+from pigan.data import ImageFolder, ProceduralShapes, build_dataset, render_shapes
+from pigan.data.procedural import _draw_faces, _draw_shapes
 
 
 @pytest.fixture

@@ -42,6 +42,7 @@ def _worker(rank, world, port, out, cache):
     torch.set_num_threads(1)
     from pigan import evaluate, metrics
     from pigan import training as train
+    from pigan.cli import train as train_cli
 
     # this process's own modules: the weights check passes, the extractor is the stand-in, and the
     # generated images this rank extracts are counted
@@ -58,12 +59,12 @@ def _worker(rank, world, port, out, cache):
         return generated_features(generator, extract, *a, **kw)
 
     evaluate.generated_features = counting
-    args, cur, _ = train.resolve_config(TINY + EVAL + ["--out", out, "--max-steps", "2"])
-    assert train.distributed.init_distributed(args.device)
+    config, cur, _ = train.resolve_config(train_cli.parse_config(TINY + EVAL + ["--out", out, "--max-steps", "2"]))
+    assert train.distributed.init_distributed(config.device)
     trainer, ok = None, False
     try:
         assert dist.get_backend() == "gloo"
-        trainer = train.Trainer(args, cur)
+        trainer = train.Trainer(config, cur)
         init = {k: v.clone() for k, v in trainer.generator.state_dict().items()}
         train.fit(trainer)
         torch.save({"generator": trainer.generator.state_dict(), "discriminator": trainer.discriminator.state_dict(),

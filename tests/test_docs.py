@@ -6,7 +6,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 MODEL = ROOT / "docs" / "MODEL.md"
 TEXT_SUFFIXES = {".py", ".md", ".h", ".cuh", ".cu", ".cpp", ".txt", ".toml", ".sh", ".cfg"}
-SKIP_DIRS = {".git", "build", "dist", "runs", "outputs", "__pycache__", ".pytest_cache", ".benchmarks"}
+SKIP_DIRS = {".git", ".venv", "build", "dist", "runs", "outputs", "__pycache__", ".pytest_cache", ".benchmarks"}
 
 
 def _sections():

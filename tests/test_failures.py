@@ -12,9 +12,11 @@ import pytest
 import torch
 
 from pigan import checkpoints, render
-from pigan import training as train
 from pigan.checkpoints import load_checkpoint, save_checkpoint
 from pigan.cli import EXIT_DIVERGED, EXIT_OUTPUT, EXIT_USAGE
+from pigan.cli import convert as convert_cli
+from pigan.cli import render as render_cli
+from pigan.cli import train as train_cli
 from pigan.generators import ImplicitGenerator3d
 
 TINY = ["--set", "hidden_dim=16", "--set", "map_hidden_dim=16", "--set", "latent_dim=8",
@@ -52,7 +54,7 @@ def _tmpfs(path: Path, size: str, readonly: bool = False):
 def test_checkpoint_write_failure_is_one_line_and_leaves_no_temporary(tmp_path, monkeypatch, capsys):
     """ENOSPC in the middle of a checkpoint write (simulated: torch.save writes a little, then fails)."""
     out = tmp_path / "run"
-    assert train.main(TINY + ["--out", str(out), "--max-steps", "2", "--ckpt-every", "1", "--no-final"]) == 0
+    assert train_cli.main(TINY + ["--out", str(out), "--max-steps", "2", "--ckpt-every", "1", "--no-final"]) == 0
     good = load_checkpoint(out / "checkpoint.pt")
     capsys.readouterr()
     real_save = torch.save
@@ -64,7 +66,8 @@ def test_checkpoint_write_failure_is_one_line_and_leaves_no_temporary(tmp_path, 
         raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setattr(checkpoints.torch, "save", full_disk)
-    code = train.main(TINY + ["--out", str(out), "--resume", "--max-steps", "4", "--ckpt-every", "1", "--no-final"])
+    code = train_cli.main(TINY + ["--out", str(out), "--resume", "--max-steps", "4", "--ckpt-every", "1",
+                                  "--no-final"])
     monkeypatch.setattr(checkpoints.torch, "save", real_save)
     assert code == EXIT_OUTPUT
     line = _one_error_line(capsys.readouterr().err, "pigan train")
@@ -85,7 +88,7 @@ def test_torch_zip_writer_failure_is_reported_as_a_full_disk(tmp_path, monkeypat
 
     monkeypatch.setattr(checkpoints.torch, "save", zip_failure)
     out = tmp_path / "run"
-    assert train.main(TINY + ["--out", str(out), "--max-steps", "1", "--no-final"]) == EXIT_OUTPUT
+    assert train_cli.main(TINY + ["--out", str(out), "--max-steps", "1", "--no-final"]) == EXIT_OUTPUT
     line = _one_error_line(capsys.readouterr().err, "pigan train")
     assert f"cannot write {out / 'checkpoint.pt'}" in line and "no checkpoint was written by this run" in line
     assert not list(out.glob(".checkpoint.pt.*.tmp"))
@@ -113,7 +116,7 @@ def test_stale_checkpoint_temporaries_are_removed_at_start(tmp_path, capsys):
     stale.write_bytes(b"\0" * 1000)
     other = out / "notes.tmp"
     other.write_text("kept")
-    assert train.main(TINY + ["--out", str(out), "--max-steps", "1", "--no-final"]) == 0
+    assert train_cli.main(TINY + ["--out", str(out), "--max-steps", "1", "--no-final"]) == 0
     assert not stale.exists() and other.exists()
     assert "removed 1 temporary file(s)" in capsys.readouterr().err
 
@@ -133,7 +136,7 @@ def test_render_to_a_bad_folder_fails_before_rendering(tiny_ckpt, tmp_path, monk
     rendered = []
     monkeypatch.setattr(render, "write_samples", lambda *a, **k: rendered.append(1) or {})
     for bad in (blocker, blocker / "sub"):
-        code = render.main([str(tiny_ckpt), "--out", str(bad), "--no-progress", "--device", "cpu"])
+        code = render_cli.main([str(tiny_ckpt), "--out", str(bad), "--no-progress", "--device", "cpu"])
         assert code == EXIT_OUTPUT
         line = _one_error_line(capsys.readouterr().err, "pigan render")
         assert str(bad) in line and ("not a folder" in line or "not writable" in line)
@@ -142,7 +145,7 @@ def test_render_to_a_bad_folder_fails_before_rendering(tiny_ckpt, tmp_path, monk
 
 def test_render_to_a_read_only_file_system(tiny_ckpt, tmp_path, capsys):
     with _tmpfs(tmp_path / "ro", "64k", readonly=True) as mnt:
-        code = render.main([str(tiny_ckpt), "--out", str(mnt / "renders"), "--no-progress", "--device", "cpu"])
+        code = render_cli.main([str(tiny_ckpt), "--out", str(mnt / "renders"), "--no-progress", "--device", "cpu"])
         assert code == EXIT_OUTPUT
         line = _one_error_line(capsys.readouterr().err, "pigan render")
         assert "read-only file system" in line
@@ -156,8 +159,8 @@ def test_render_write_failure_mid_way_names_the_file(tiny_ckpt, tmp_path, monkey
 
     monkeypatch.setattr(imaging, "save_png", full)
     out = tmp_path / "r"
-    code = render.main([str(tiny_ckpt), "--out", str(out), "--num", "1", "--identities", "0", "--frames", "0",
-                        "--resolution", "4", "--steps", "3", "--no-progress", "--device", "cpu"])
+    code = render_cli.main([str(tiny_ckpt), "--out", str(out), "--num", "1", "--identities", "0", "--frames", "0",
+                            "--resolution", "4", "--steps", "3", "--no-progress", "--device", "cpu"])
     assert code == EXIT_OUTPUT
     line = _one_error_line(capsys.readouterr().err, "pigan render")
     assert f"cannot write {out / 'samples.png'}: no space left on device" in line
@@ -170,7 +173,7 @@ def test_convert_to_bad_destinations(tiny_ckpt, tmp_path, capsys):
     for dst, words, named in ((tmp_path / "folder", "is a folder", tmp_path / "folder"),
                               (blocker / "x.pt", "exists and is not a folder", blocker),
                               (blocker / "sub" / "x.pt", "not writable", blocker / "sub")):
-        code = checkpoints.main([str(tmp_path / "no_such_pigan_dir"), str(dst)])
+        code = convert_cli.main([str(tmp_path / "no_such_pigan_dir"), str(dst)])
         assert code == EXIT_OUTPUT
         line = _one_error_line(capsys.readouterr().err, "pigan convert")
         assert words in line and repr(str(named)) in line
@@ -181,10 +184,11 @@ def test_convert_on_a_full_disk(tmp_path, monkeypatch, capsys):
         raise OSError(errno.ENOSPC, "No space left on device")
 
     g = ImplicitGenerator3d("TALLSIREN", 8, hidden_dim=8, map_hidden_dim=8)
-    monkeypatch.setattr(checkpoints, "convert", lambda src, dst: checkpoints.save_checkpoint(dst, generator=g))
+    loaded = {"generator": g, "discriminator": None, "ema": None, "step": 0, "files": {}}
+    monkeypatch.setattr(checkpoints, "load_pigan_checkpoint", lambda *a, **k: loaded)
     monkeypatch.setattr(checkpoints.torch, "save", full)
     dst = tmp_path / "out.pt"
-    assert checkpoints.main([str(tmp_path), str(dst)]) == EXIT_OUTPUT
+    assert convert_cli.main([str(tmp_path), str(dst)]) == EXIT_OUTPUT
     line = _one_error_line(capsys.readouterr().err, "pigan convert")
     assert f"cannot write {dst}: no space left on device" in line
     assert not dst.exists() and not list(tmp_path.glob(".*.tmp"))
@@ -193,9 +197,9 @@ def test_convert_on_a_full_disk(tmp_path, monkeypatch, capsys):
 # ---------------------------------------------------------------------------- resume, NaN, --no-final
 def test_resume_with_another_architecture_names_the_settings(tmp_path, capsys):
     out = tmp_path / "run"
-    assert train.main(TINY + ["--out", str(out), "--max-steps", "1", "--no-final"]) == 0
+    assert train_cli.main(TINY + ["--out", str(out), "--max-steps", "1", "--no-final"]) == 0
     capsys.readouterr()
-    code = train.main(TINY + ["--out", str(out), "--resume", "--max-steps", "2", "--set", "hidden_dim=32",
+    code = train_cli.main(TINY + ["--out", str(out), "--resume", "--max-steps", "2", "--set", "hidden_dim=32",
                               "--set", "disc_max_channels=32"])
     assert code == EXIT_USAGE
     line = _one_error_line(capsys.readouterr().err, "pigan train")
@@ -217,7 +221,7 @@ def test_nonfinite_losses_stop_the_run_and_keep_the_last_finite_checkpoint(tmp_p
 
     monkeypatch.setattr(loss, "discriminator_loss", goes_nan)
     out = tmp_path / "run"
-    code = train.main(TINY + ["--out", str(out), "--max-steps", "50", "--ckpt-every", "1", "--max-nonfinite", "3",
+    code = train_cli.main(TINY + ["--out", str(out), "--max-steps", "50", "--ckpt-every", "1", "--max-nonfinite", "3",
                               "--log-every", "1"])
     assert code == EXIT_DIVERGED
     err = capsys.readouterr().err
@@ -231,7 +235,7 @@ def test_nonfinite_losses_stop_the_run_and_keep_the_last_finite_checkpoint(tmp_p
 
 def test_no_final_does_not_claim_the_final_images(tmp_path, capsys):
     out = tmp_path / "run"
-    assert train.main(TINY + ["--out", str(out), "--max-steps", "1", "--no-final"]) == 0
+    assert train_cli.main(TINY + ["--out", str(out), "--max-steps", "1", "--no-final"]) == 0
     done = [line for line in capsys.readouterr().out.splitlines() if line.startswith("done:")][0]
     assert "samples.png" not in done and "multiview.png" not in done
     assert "checkpoint.pt" in done and "loss.png" in done

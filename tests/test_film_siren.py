@@ -179,7 +179,7 @@ def test_native_gradcheck_float64(native_variant, split, bias):
         else:
             (x, w, f, p), b = ts, None
         parts = split_parts(x, split)
-        return film._FiLMFunction.apply("native", w, b, f, p, *(parts if split else (parts,)))
+        return film._FiLMNative.apply(*(parts if split else (parts,)), w, b, f, p)
 
     assert torch.autograd.gradcheck(fn, leaves)
 
@@ -342,20 +342,26 @@ def test_film_registration_runs_inside_the_native_load(monkeypatch):
 
 
 def test_auto_runs_native_for_ieee_fp32(monkeypatch):
-    """Where "auto" would pick Triton, IEEE fp32 (TF32 off) runs the cuBLAS-based native path instead;
-    TF32, half and bfloat16 stay on Triton, and an explicit "triton" is obeyed."""
+    """Where "auto" would pick Triton, IEEE fp32 (TF32 off) runs the cuBLAS-based native path instead
+    (FILM's prefer hook); TF32, half and bfloat16 stay on Triton, and an explicit choice is obeyed."""
     from pigan.ops import _backend
     film = _film()
     monkeypatch.setattr(_backend, "select", lambda op, dev, impls: ("triton", impls["triton"]))
     cpu = torch.device("cpu")
+
+    def chosen(dtype):
+        return film.FILM.select(cpu, *make_inputs(1, 2, 3, 4, dtype))[0]
+
     monkeypatch.setattr(film, "cuda_fp32_matmul_precision", lambda: "ieee")
-    assert film._select(cpu, torch.float32)[0] == "native"
-    assert film._select(cpu, torch.bfloat16)[0] == "triton"
-    assert film._select(cpu, torch.float16)[0] == "triton"
+    assert chosen(torch.float32) == "native"
+    assert chosen(torch.bfloat16) == "triton"
+    assert chosen(torch.float16) == "triton"
+    with torch.autocast("cpu", dtype=torch.bfloat16):       # the GEMM's dtype is the autocast one
+        assert chosen(torch.float32) == "triton"
     with _backend.use_backend("reference"):                 # an explicit choice (select is faked)
-        assert film._select(cpu, torch.float32)[0] == "triton"
+        assert chosen(torch.float32) == "triton"
     monkeypatch.setattr(film, "cuda_fp32_matmul_precision", lambda: "tf32")
-    assert film._select(cpu, torch.float32)[0] == "triton"
+    assert chosen(torch.float32) == "triton"
     assert "IEEE float32" in film.AUTO_NOTE
 
 

@@ -86,10 +86,13 @@ def test_gpu_auto_backend_per_precision(tf32_switch):
     from pigan.ops import film
     torch.backends.cuda.matmul.allow_tf32 = False
     dev = torch.device("cuda")
-    assert film._select(dev, torch.float32)[0] == "native"
-    assert film._select(dev, torch.bfloat16)[0] == "triton"
+
+    def chosen(dtype):
+        return film.FILM.select(dev, *make_inputs(1, 2, 3, 4, dtype, device="cuda"))[0]
+    assert chosen(torch.float32) == "native"
+    assert chosen(torch.bfloat16) == "triton"
     torch.backends.cuda.matmul.allow_tf32 = True
-    assert film._select(dev, torch.float32)[0] == "triton"
+    assert chosen(torch.float32) == "triton"
     assert film.AUTO_NOTE in ops.available_backends()["triton"]["notes"]
 
 

@@ -246,7 +246,7 @@ def test_stack_keeps_nothing_without_grad(monkeypatch):
     args = make_stack(2, 33, [3, 16, 16, 16])
     with ops.use_backend("native"):
         expected = ops.film_siren_stack(*args)                      # nothing requires grad
-        monkeypatch.setattr(film_stack._NativeFiLMStackFunction, "apply", refuse)
+        monkeypatch.setattr(film_stack._FiLMStackNative, "apply", refuse)
         assert torch.equal(ops.film_siren_stack(*args), expected)
         with torch.no_grad():
             ws = [w.requires_grad_() for w in args[1]]

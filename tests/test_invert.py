@@ -18,8 +18,9 @@ from PIL import Image
 
 from pigan.checkpoints import save_checkpoint
 from pigan.generators import ImplicitGenerator3d
-from pigan.invert import _render, invert, main, pose_grid, psnr
-from pigan.render_options import RenderOptions
+from pigan.cli.invert import main
+from pigan.invert import InvertOptions, invert, pose_grid, psnr, render_latent
+from pigan.model.render_options import RenderOptions
 
 
 @pytest.fixture(autouse=True)
@@ -49,22 +50,22 @@ def test_inversion_recovers_known_z(seed):
     z = torch.randn(1, 16)
     with torch.no_grad():
         f, p = g.siren.mapping_network(z)
-        target = _render(g, f, p, opts, jitter=False)[0]
+        target = render_latent(g, f, p, opts, jitter=False)[0]
     params = {k: v.clone() for k, v in g.state_dict().items()}
-    res = invert(g, target, iterations=200, num_avg=1000, options=opts, noise_std=0.03, seed=1)
+    res = invert(g, target, InvertOptions(iterations=200, num_avg=1000, render=opts, noise_std=0.03, seed=1))
     # the generator is frozen and left as it was
     assert all(torch.equal(v, params[k]) for k, v in g.state_dict().items())
     assert all(p.requires_grad for p in g.parameters())
-    start = _render(g, res["avg_frequencies"], res["avg_phase_shifts"], opts, jitter=False)[0]
+    start = render_latent(g, res["avg_frequencies"], res["avg_phase_shifts"], opts, jitter=False)[0]
     gain = psnr(res["fit"][0], target) - psnr(start, target)
     assert gain >= 8 and psnr(res["fit"][0], target) >= 48, (psnr(start, target), psnr(res["fit"][0], target))
     assert res["losses"][-1] < 0.2 * res["losses"][0]
     # the fitted latent is 3-D: an unseen pose is closer to the truth than the mean latent's
     yaw = opts.yaw + 0.3
     with torch.no_grad():
-        truth = _render(g, f, p, opts, yaw=yaw, jitter=False)[0]
-        novel = _render(g, res["frequencies"], res["phase_shifts"], opts, yaw=yaw, jitter=False)[0]
-        base = _render(g, res["avg_frequencies"], res["avg_phase_shifts"], opts, yaw=yaw, jitter=False)[0]
+        truth = render_latent(g, f, p, opts, yaw=yaw, jitter=False)[0]
+        novel = render_latent(g, res["frequencies"], res["phase_shifts"], opts, yaw=yaw, jitter=False)[0]
+        base = render_latent(g, res["avg_frequencies"], res["avg_phase_shifts"], opts, yaw=yaw, jitter=False)[0]
     assert psnr(novel, truth) - psnr(base, truth) >= 4
 
 
@@ -77,7 +78,9 @@ def test_invert_argument_errors():
     with pytest.raises(ValueError, match="square"):
         invert(g, torch.zeros(3, 8, 6))
     with pytest.raises(ValueError, match="iterations must be a positive int"):
-        invert(g, torch.zeros(3, 8, 8), iterations=0)
+        invert(g, torch.zeros(3, 8, 8), InvertOptions(iterations=0))
+    with pytest.raises(ValueError, match="init and z_iterations exclude each other"):
+        invert(g, torch.zeros(3, 8, 8), InvertOptions(z_iterations=1), init=(torch.zeros(1, 288),) * 2)
 
 
 def test_invert_command_writes_fit_curve_views_and_video(tmp_path, capsys):
@@ -116,13 +119,13 @@ def test_invert_command_errors(tmp_path, capsys):
     assert main([str(ckpt), str(tmp_path / "empty"), "--iterations", "0"]) == 2
     assert "--iterations must be a positive integer" in capsys.readouterr().err
     assert main([str(ckpt), str(tmp_path / "x.png"), "--z-iterations", "-1"]) == 2
-    assert "--z-iterations must be an integer >= 0" in capsys.readouterr().err
+    assert "--z-iterations must be a non-negative integer, got -1" in capsys.readouterr().err
     assert main([str(ckpt), str(tmp_path / "x.png"), "--fit-pose", "--pose-start", "discriminator"]) == 2
     assert "needs a checkpoint with a discriminator trained with pos_lambda > 0" in capsys.readouterr().err
 
 
 def test_invert_command_starts_the_pose_at_the_discriminators_prediction(tmp_path, capsys, monkeypatch):
-    from pigan import invert as inv
+    from pigan.cli import invert as inv
     from pigan.discriminators import CCSEncoderDiscriminator
     d = CCSEncoderDiscriminator(max_channels=8)
     cur = {"0": {"batch_size": 2, "num_steps": 4, "img_size": 8}, "fov": 12, "ray_start": 0.88, "ray_end": 1.12,
@@ -139,37 +142,39 @@ def test_invert_command_starts_the_pose_at_the_discriminators_prediction(tmp_pat
     monkeypatch.setattr(inv, "discriminator_pose", spy)
     calls = []
     real_invert = inv.invert
-    monkeypatch.setattr(inv, "invert", lambda *a, **k: calls.append(k) or real_invert(*a, **k))
+    monkeypatch.setattr(inv, "invert", lambda g, image, options, **k: calls.append(options) or
+                        real_invert(g, image, options, **k))
     args = [str(ckpt), str(tmp_path / "x.png"), "--out", str(tmp_path / "o"), "--iterations", "2", "--num-avg", "8",
             "--views", "2", "--frames", "2", "--no-progress", "--no-ema", "--fit-pose", "--z-iterations", "2"]
     assert main(args) == 0
-    assert seen == {"alpha": 0.4, "size": 8} and calls[-1]["start_poses"] == [(1.5, 1.7)]
-    assert calls[-1]["z_iterations"] == 2 and "pose pitch" in capsys.readouterr().out
-    assert calls[-1]["noise_std"] == 0.0 and calls[-1]["jitter"] is False
+    assert seen == {"alpha": 0.4, "size": 8} and calls[-1].start_poses == ((1.5, 1.7),)
+    assert calls[-1].z_iterations == 2 and "pose pitch" in capsys.readouterr().out
+    assert calls[-1].noise_std == 0.0 and calls[-1].jitter is False
     assert main(args + ["--pose-start", "grid", "--noise", "0.03", "--jitter"]) == 0      # pi-GAN's loss
-    assert len(calls[-1]["start_poses"]) == 3 and calls[-1]["noise_std"] == 0.03 and calls[-1]["jitter"] is True
+    assert len(calls[-1].start_poses) == 3 and calls[-1].noise_std == 0.03 and calls[-1].jitter is True
 
 
 def test_offsets_step_is_smaller_after_the_z_stage(monkeypatch):
-    from pigan import invert as inv
+    from pigan.invert import fit
     seen = []
-    real_fit = inv._fit
-    monkeypatch.setattr(inv, "_fit", lambda *a, **k: seen.append((k.get("space", "offsets"), k["lr"])) or real_fit(*a, **k))
+    real_fit = fit.fit_stage
+    monkeypatch.setattr(fit, "fit_stage", lambda *a, **k: seen.append((k["space"], k["lr"])) or real_fit(*a, **k))
     g, image = _smooth_generator(), torch.zeros(3, 8, 8)
-    kw = dict(iterations=1, num_avg=8, check_every=1, options=RenderOptions(num_steps=4, hierarchical_sample=False))
-    invert(g, image, **kw)
-    invert(g, image, z_iterations=1, z_lr=0.02, **kw)
-    invert(g, image, z_iterations=1, lr=0.03, **kw)
+    o = InvertOptions(iterations=1, num_avg=8, check_every=1,
+                      render=RenderOptions(num_steps=4, hierarchical_sample=False))
+    invert(g, image, o)
+    invert(g, image, o.replace(z_iterations=1, z_lr=0.02))
+    invert(g, image, o.replace(z_iterations=1, lr=0.03))
     assert seen == [("offsets", 1e-2), ("z", 0.02), ("offsets", 5e-3), ("z", 3e-2), ("offsets", 0.03)]
-    with pytest.raises(ValueError, match="lr must be positive, got -1"):
-        invert(g, image, lr=-1, **kw)
+    with pytest.raises(ValueError, match="lr must be a number > 0, got -1"):
+        invert(g, image, o.replace(lr=-1))
 
 
 def test_pose_head_of_a_finished_run_is_its_last_stages(tmp_path):
     """A run saved at its end step sits in the empty end stage: the head must still be found, at the
     last training stage's resolution and fade-in (not alpha 0 of a new stage, nor no size at all)."""
     from pigan.discriminators import CCSEncoderDiscriminator
-    from pigan.invert_pose import checkpoint_pose_head
+    from pigan.invert import checkpoint_pose_head
     cur = {"0": {"batch_size": 2, "num_steps": 4, "img_size": 8}, "6": {"batch_size": 2, "num_steps": 4,
            "img_size": 16}, "20": {}, "fov": 12, "pos_lambda": 15, "fade_steps": 10}
     d = CCSEncoderDiscriminator(max_channels=8)
@@ -190,7 +195,8 @@ def test_invert_command_refuses_values_that_cannot_work(tmp_path, capsys):
     ckpt = save_checkpoint(tmp_path / "g.pt", generator=_smooth_generator(), config={})
     assert main([str(ckpt), str(tmp_path / "x.png"), "--num-steps", "1", "--out", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err
-    assert err == "pigan invert: error: --num-steps must be an integer >= 2, got 1\n"
+    assert err.startswith("usage: pigan invert ")
+    assert err.splitlines()[1:] == ["pigan invert: error: --num-steps must be a number >= 2, got 1"]
     blocker = tmp_path / "a_file"
     blocker.write_text("x")
     assert main([str(ckpt), str(tmp_path / "x.png"), "--out", str(blocker / "sub"), "--iterations", "1",
@@ -200,7 +206,7 @@ def test_invert_command_refuses_values_that_cannot_work(tmp_path, capsys):
 
 
 def _pose_loss(g, f, p, opts, target, pitch, yaw):
-    frame = _render(g, f, p, opts, pitch=pitch, yaw=yaw, jitter=False)
+    frame = render_latent(g, f, p, opts, pitch=pitch, yaw=yaw, jitter=False)
     return torch.nn.functional.mse_loss(frame, target)
 
 
@@ -211,7 +217,7 @@ def test_pose_gradient_matches_finite_differences():
         opts = RenderOptions.from_curriculum(OPTS, img_size=6, num_steps=6)
         with torch.no_grad():
             f, p = g.siren.mapping_network(torch.randn(1, 16))
-            target = _render(g, f, p, opts, pitch=opts.pitch + 0.05, yaw=opts.yaw + 0.2, jitter=False)
+            target = render_latent(g, f, p, opts, pitch=opts.pitch + 0.05, yaw=opts.yaw + 0.2, jitter=False)
         pitch = torch.tensor([opts.pitch], requires_grad=True)
         yaw = torch.tensor([opts.yaw], requires_grad=True)
         _pose_loss(g, f, p, opts, target, pitch, yaw).backward()
@@ -254,11 +260,11 @@ def test_fit_pose_recovers_an_off_centre_pose_from_the_mean_latent(seed):
     with torch.no_grad():
         f, p = g.siren.mapping_network(torch.randn(1, 16))
         tp, ty = opts.pitch + 0.08, opts.yaw + 0.25
-        target = _render(g, f, p, opts, pitch=tp, yaw=ty, jitter=False)[0]
-    kw = dict(iterations=20, z_iterations=60, z_lr=3e-2, num_avg=500, options=opts, jitter=False, seed=1,
-              noise_std=0.0)
-    fixed = invert(g, target, **kw)
-    posed = invert(g, target, fit_pose=True, pose_lr=1e-2, **kw)
+        target = render_latent(g, f, p, opts, pitch=tp, yaw=ty, jitter=False)[0]
+    o = InvertOptions(iterations=20, z_iterations=60, z_lr=3e-2, num_avg=500, render=opts, jitter=False, seed=1,
+                      noise_std=0.0)
+    fixed = invert(g, target, o)
+    posed = invert(g, target, o.replace(fit_pose=True, pose_lr=1e-2))
     assert abs(math.degrees(posed["yaw"] - ty)) < 3 and abs(math.degrees(posed["pitch"] - tp)) < 3
     assert psnr(posed["fit"][0], target) > psnr(fixed["fit"][0], target) + 2
     assert (fixed["pitch"], fixed["yaw"]) == pytest.approx((opts.pitch, opts.yaw))
@@ -274,12 +280,12 @@ def test_fit_pose_from_a_start_grid_with_the_latent_known():
     with torch.no_grad():
         f, p = g.siren.mapping_network(torch.randn(1, 16))
         tp, ty = opts.pitch + 0.08, opts.yaw + 0.25
-        target = _render(g, f, p, opts, pitch=tp, yaw=ty, jitter=False)[0]
-    kw = dict(iterations=80, num_avg=100, options=opts, jitter=False, seed=1, noise_std=0.0, lr=1e-6,
-              weight_decay=0.0, init=(f, p))
-    fixed = invert(g, target, **kw)
-    posed = invert(g, target, fit_pose=True, pose_lr=1e-2, start_poses=pose_grid(opts, 3, 1),
-                   search_iterations=10, **kw)
+        target = render_latent(g, f, p, opts, pitch=tp, yaw=ty, jitter=False)[0]
+    o = InvertOptions(iterations=80, num_avg=100, render=opts, jitter=False, seed=1, noise_std=0.0, lr=1e-6,
+                      weight_decay=0.0)
+    fixed = invert(g, target, o, init=(f, p))
+    posed = invert(g, target, o.replace(fit_pose=True, pose_lr=1e-2, start_poses=pose_grid(opts, 3, 1),
+                                        search_iterations=10), init=(f, p))
     assert abs(math.degrees(posed["yaw"] - ty)) < 1 and abs(math.degrees(posed["pitch"] - tp)) < 1
     assert posed["start_pose"] != (opts.pitch, opts.yaw)
     assert psnr(posed["fit"][0], target) > psnr(fixed["fit"][0], target) + 10
@@ -293,15 +299,15 @@ def test_best_iterate_is_returned_and_divergence_backtracks():
     opts = RenderOptions.from_curriculum(OPTS, img_size=8, num_steps=6)
     with torch.no_grad():
         f, p = g.siren.mapping_network(torch.randn(1, 16))
-        target = _render(g, f, p, opts, jitter=False)[0]
-    kw = dict(iterations=40, num_avg=100, options=opts, jitter=False, seed=0, lr=30.0, check_every=5)
-    free = invert(g, target, backtrack=0, **kw)
+        target = render_latent(g, f, p, opts, jitter=False)[0]
+    o = InvertOptions(iterations=40, num_avg=100, render=opts, jitter=False, seed=0, lr=30.0, check_every=5)
+    free = invert(g, target, o.replace(backtrack=0))
     assert free["mse"] == min(m for _, m in free["checks"]) and free["final"]["mse"] > 2 * free["mse"]
     assert free["backtracks"] == []
     # The returned fit is the render of the returned latent (checks use fixed importance samples).
-    again = _render(g, free["frequencies"], free["phase_shifts"], opts, jitter=False)
+    again = render_latent(g, free["frequencies"], free["phase_shifts"], opts, jitter=False)
     assert torch.nn.functional.mse_loss(again, target.unsqueeze(0)).item() == pytest.approx(free["mse"], rel=1e-5)
-    guarded = invert(g, target, backtrack=2.0, **kw)
+    guarded = invert(g, target, o.replace(backtrack=2.0))
     assert guarded["backtracks"] and guarded["mse"] <= free["mse"] * 1.0001
     from pigan.invert import summary
     assert "restarted" in summary(guarded) and "pose" not in summary(guarded)     # the pose was not fitted
@@ -320,7 +326,7 @@ def test_discriminator_pose_reads_the_position_head_as_trained():
         fake, fake_pos = g(torch.randn(2, 16), img_size=8, fov=12, ray_start=0.88, ray_end=1.12, num_steps=4,
                            h_stddev=0.0, v_stddev=0.0, h_mean=yaw, v_mean=pitch, hierarchical_sample=False)
         f, p = g.siren.mapping_network(torch.randn(1, 16))
-        at = _render(g, f, p, RenderOptions.from_curriculum(OPTS, img_size=8, num_steps=4), pitch=pitch, yaw=yaw,
+        at = render_latent(g, f, p, RenderOptions.from_curriculum(OPTS, img_size=8, num_steps=4), pitch=pitch, yaw=yaw,
                      jitter=False)
     assert torch.allclose(fake_pos, torch.tensor([[pitch, yaw]] * 2))
     d = CCSEncoderDiscriminator(max_channels=8)

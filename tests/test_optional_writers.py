@@ -4,8 +4,8 @@ matplotlib loss plot, and the MP4 orbit video through imageio + ffmpeg."""
 import pytest
 import torch
 
-from pigan import render
-from pigan import training as train
+from pigan.cli import render as render_cli
+from pigan.cli import train as train_cli
 from pigan.checkpoints import save_checkpoint
 from pigan.curriculums import get_curriculum
 from pigan.generators import ImplicitGenerator3d
@@ -48,9 +48,9 @@ def test_render_writes_an_mp4(tmp_path):
     path = tmp_path / "tiny.pt"
     save_checkpoint(path, generator=g, ema=g.state_dict(), config=cur, extra={"step": 1})
     out = tmp_path / "out"
-    assert render.main([str(path), "--out", str(out), "--num", "1", "--identities", "1", "--views", "2",
-                        "--pitches", "1", "--resolution", "16", "--steps", "4", "--frames", "5",
-                        "--no-progress", "--device", "cpu"]) == 0
+    assert render_cli.main([str(path), "--out", str(out), "--num", "1", "--identities", "1", "--views", "2",
+                            "--pitches", "1", "--resolution", "16", "--steps", "4", "--frames", "5",
+                            "--no-progress", "--device", "cpu"]) == 0
     frames = iio.imread(out / "video.mp4")
     assert frames.shape[0] == 5 and frames.shape[-1] == 3 and frames.shape[1] >= 16
 
@@ -61,6 +61,6 @@ def test_train_with_tensorboard_flag(tmp_path, monkeypatch):
     tiny = ["--set", "hidden_dim=8", "--set", "map_hidden_dim=8", "--set", "latent_dim=8",
             "--set", "disc_max_channels=8", "--img-size", "8", "--batch-size", "2", "--num-steps", "4",
             "--num-images", "8", "--no-progress", "--num-samples", "2", "--sample-every", "0", "--no-final"]
-    assert train.main(tiny + ["--out", str(tmp_path / "run"), "--max-steps", "2", "--log-every", "1",
+    assert train_cli.main(tiny + ["--out", str(tmp_path / "run"), "--max-steps", "2", "--log-every", "1",
                               "--tensorboard"]) == 0
     assert any((tmp_path / "run" / "tb").glob("events.out.tfevents.*"))

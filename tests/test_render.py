@@ -8,9 +8,10 @@ from PIL import Image
 
 from pigan import imaging, render
 from pigan.checkpoints import save_checkpoint
+from pigan.cli import render as render_cli
 from pigan.curriculums import get_curriculum
 from pigan.generators import ImplicitGenerator3d
-from pigan.render_options import RenderOptions
+from pigan.model.render_options import RenderOptions
 
 
 @pytest.fixture(scope="module")
@@ -27,9 +28,9 @@ def tiny_ckpt(tmp_path_factory):
 def test_cli_writes_all_outputs(tiny_ckpt, tmp_path, capsys):
     path, _ = tiny_ckpt
     out = tmp_path / "out"
-    rc = render.main([str(path), "--out", str(out), "--num", "4", "--identities", "2", "--views", "3",
-                      "--pitches", "2", "--resolution", "8", "--steps", "4", "--frames", "3",
-                      "--no-progress", "--device", "cpu", "--backend", "reference"])
+    rc = render_cli.main([str(path), "--out", str(out), "--num", "4", "--identities", "2", "--views", "3",
+                          "--pitches", "2", "--resolution", "8", "--steps", "4", "--frames", "3",
+                          "--no-progress", "--device", "cpu", "--backend", "reference"])
     assert rc == 0
     names = {p.name for p in out.iterdir()}
     assert {"samples.png", "depth.png", "depth.json", "multiview.png", "multiview_id0.png", "multiview_id1.png",
@@ -47,10 +48,12 @@ def test_cli_writes_all_outputs(tiny_ckpt, tmp_path, capsys):
 
 
 def test_cli_bad_input_is_a_clear_error(tmp_path, capsys):
-    rc = render.main([str(tmp_path / "missing.pt"), "--out", str(tmp_path / "o")])
+    rc = render_cli.main([str(tmp_path / "missing.pt"), "--out", str(tmp_path / "o")])
     assert rc == 2 and "missing.pt" in capsys.readouterr().err
-    with pytest.raises(SystemExit):
-        render.main([str(tmp_path / "x.pt"), "--out", str(tmp_path / "o"), "--resolution", "0"])
+    assert render_cli.main([str(tmp_path / "x.pt"), "--out", str(tmp_path / "o"), "--resolution", "0"]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert err[0].startswith("usage: pigan render ")
+    assert err[1:] == ["pigan render: error: --resolution must be a positive integer, got 0"]
 
 
 def test_library_calls_are_deterministic_and_pose_dependent(tiny_ckpt):
@@ -105,9 +108,9 @@ def test_cli_renders_a_pigan_folder(tmp_path):
             else:
                 sys.modules[name] = old
     out = tmp_path / "out"
-    rc = render.main([str(tmp_path), "--out", str(out), "--num", "1", "--identities", "1",
-                      "--views", "2", "--pitches", "1", "--resolution", "4", "--steps", "3",
-                      "--frames", "0", "--no-progress", "--device", "cpu", "--no-ema"])
+    rc = render_cli.main([str(tmp_path), "--out", str(out), "--num", "1", "--identities", "1",
+                          "--views", "2", "--pitches", "1", "--resolution", "4", "--steps", "3",
+                          "--frames", "0", "--no-progress", "--device", "cpu", "--no-ema"])
     assert rc == 0
     assert {p.name for p in out.iterdir()} == {"samples.png", "depth.png", "depth.json", "multiview.png",
                                                "multiview_id0.png"}
@@ -192,20 +195,18 @@ def test_cli_writes_depth_ranges(tiny_ckpt, tmp_path, capsys):
     path, _ = tiny_ckpt
     base = [str(path), "--num", "1", "--identities", "1", "--views", "1", "--pitches", "1", "--resolution", "6",
             "--steps", "3", "--frames", "2", "--depth-video", "--no-progress", "--device", "cpu"]
-    assert render.main([*base, "--out", str(tmp_path / "a")]) == 0
+    assert render_cli.main([*base, "--out", str(tmp_path / "a")]) == 0
     printed = capsys.readouterr().out
     for stem in ("depth", "video_depth"):
         info = json.loads((tmp_path / "a" / f"{stem}.json").read_text())
         assert set(info) >= {"near", "far", "range", "opacity_threshold", "foreground_fraction"}
         assert f"{stem} range: {render.describe_depth(info)}" in printed
-    assert render.main([*base, "--out", str(tmp_path / "b"), "--depth-range", "rays"]) == 0
+    assert render_cli.main([*base, "--out", str(tmp_path / "b"), "--depth-range", "rays"]) == 0
     info = json.loads((tmp_path / "b" / "video_depth.json").read_text())
     cur = get_curriculum("demo")
     assert (info["near"], info["far"]) == (cur["ray_start"], cur["ray_end"])
-    assert render.main([*base, "--out", str(tmp_path / "c"), "--depth-range", "0.9,1.1"]) == 0
+    assert render_cli.main([*base, "--out", str(tmp_path / "c"), "--depth-range", "0.9,1.1"]) == 0
     assert json.loads((tmp_path / "c" / "depth.json").read_text())["range"] == "given"
     for bad in ("near", "1.1,0.9", "1,2,3"):
-        with pytest.raises(SystemExit) as exc:
-            render.main([*base, "--out", str(tmp_path / "d"), "--depth-range", bad])
-        assert exc.value.code == 2
+        assert render_cli.main([*base, "--out", str(tmp_path / "d"), "--depth-range", bad]) == 2
         assert "--depth-range" in capsys.readouterr().err

@@ -8,6 +8,7 @@ import torch
 
 from pigan import shapes
 from pigan.checkpoints import save_checkpoint
+from pigan.cli import shapes as shapes_cli
 from pigan.curriculums import get_curriculum
 from pigan.generators import ImplicitGenerator3d
 
@@ -146,20 +147,20 @@ def test_cli_writes_volume_mesh_and_preview(gen, tmp_path, capsys):
                     config={str(k) if isinstance(k, int) else k: v for k, v in cur.items()})
     sigma = shapes.density_grid(gen, torch.randn(1, 8, generator=torch.Generator().manual_seed(0)), 12, 0.3)
     level = float(np.median(sigma))                                 # surely crosses
-    rc = shapes.main([str(path), "--out", str(tmp_path / "o"), "--seeds", "0", "1", "--resolution", "12",
-                      "--level", str(level), "--obj", "--preview", "--no-progress", "--device", "cpu"])
+    rc = shapes_cli.main([str(path), "--out", str(tmp_path / "o"), "--seeds", "0", "1", "--resolution", "12",
+                          "--level", str(level), "--obj", "--preview", "--no-progress", "--device", "cpu"])
     assert rc == 0
     names = {p.name for p in (tmp_path / "o").iterdir()}
     assert {"seed0.mrc", "seed0.ply", "seed0.obj", "seed0.png", "seed1.mrc", "seed1.ply"} <= names
     assert "vertices" in capsys.readouterr().out
     # A level outside the density: the volume is still written, the mesh is refused, exit code 1.
-    rc = shapes.main([str(path), "--out", str(tmp_path / "o2"), "--resolution", "6", "--level", "1e9",
-                      "--no-progress"])
+    rc = shapes_cli.main([str(path), "--out", str(tmp_path / "o2"), "--resolution", "6", "--level", "1e9",
+                          "--no-progress"])
     assert rc == 1 and (tmp_path / "o2" / "seed0.mrc").exists()
     assert "does not cross" in capsys.readouterr().err
-    assert shapes.main([str(tmp_path / "missing.pt"), "--out", str(tmp_path / "o3")]) == 2
-    with pytest.raises(SystemExit):
-        shapes.main([str(path), "--out", str(tmp_path / "o4"), "--resolution", "1"])
+    assert shapes_cli.main([str(tmp_path / "missing.pt"), "--out", str(tmp_path / "o3")]) == 2
+    assert shapes_cli.main([str(path), "--out", str(tmp_path / "o4"), "--resolution", "1"]) == 2
+    assert "--resolution must be a number >= 2, got 1" in capsys.readouterr().err
 
 
 def test_default_levels():

@@ -14,7 +14,8 @@ import torch
 from pigan import curriculums as C
 from pigan import training as train
 from pigan.checkpoints import load_checkpoint
-from pigan.cli import UsageError
+from pigan.cli import train as train_cli
+from pigan.common import UsageError
 
 TINY = ["--set", "hidden_dim=16", "--set", "map_hidden_dim=16", "--set", "latent_dim=8",
         "--set", "disc_max_channels=16", "--img-size", "8", "--batch-size", "4", "--num-steps", "6",
@@ -33,13 +34,20 @@ def _env(tmp_path):
     return env
 
 
+def _tiny(**kw) -> train.TrainConfig:
+    """TINY as a TrainConfig."""
+    return train.TrainConfig(sets=["hidden_dim=16", "map_hidden_dim=16", "latent_dim=8", "disc_max_channels=16"],
+                             img_size=8, batch_size=4, num_steps=6, num_images=32, no_progress=True,
+                             num_samples=4, **kw)
+
+
 def _flat(state):
     return {k: v.clone() for k, v in state.items() if torch.is_tensor(v)}
 
 
 def test_few_steps_finite_losses_and_parameters_move(tmp_path):
-    args, cur, _ = train.resolve_config(TINY + ["--out", str(tmp_path / "run"), "--max-steps", "2"])
-    trainer = train.Trainer(args, cur)
+    config, cur, _ = train.resolve_config(_tiny(out=str(tmp_path / "run"), max_steps=2))
+    trainer = train.Trainer(config, cur)
     g0, d0 = _flat(trainer.generator.state_dict()), _flat(trainer.discriminator.state_dict())
     meta = C.extract_metadata(cur, 0)
     trainer.ensure_data(meta)
@@ -97,48 +105,6 @@ def test_ema_state_round_trips_as_an_averaged_model():
     assert int(plain.n_averaged) == 1
 
 
-def test_clipping_with_batch_split_engages_as_pigans():
-    """pi-GAN sums sub-batch losses and clips the sum's gradient; we average, so the threshold is
-    divided by batch_split: the clipped update is pi-GAN's, whatever batch_split."""
-    from pigan.training.step import accumulate_and_step
-
-    torch.manual_seed(0)
-    x = torch.randn(8, 5, dtype=torch.float64)
-    base = torch.nn.Linear(5, 1).double()
-    scaler = torch.amp.GradScaler("cuda", enabled=False)
-
-    for split in (1, 2, 4):
-        m = torch.nn.Linear(5, 1).double()
-        m.load_state_dict(base.state_dict())
-        opt = torch.optim.SGD(m.parameters(), lr=1.0)
-        sub = 8 // split
-        opt.zero_grad()
-        for i in range(split):
-            (m(x[i * sub:(i + 1) * sub]) ** 2).mean().backward()
-        pigan_norm = torch.nn.utils.clip_grad_norm_(m.parameters(), float("inf"))
-        clip = float(pigan_norm) * 0.5          # a threshold pi-GAN's gradient exceeds
-        # pi-GAN's clipped gradient (sum of sub-batch gradients, clipped at `clip`)
-        pigan_grads = [p.grad * min(1.0, clip / (float(pigan_norm) + 1e-6)) for p in m.parameters()]
-        # ours: averaged sub-batch losses, threshold clip / split -> pi-GAN's gradient / split
-        m2 = torch.nn.Linear(5, 1).double()
-        m2.load_state_dict(base.state_dict())
-        opt2 = torch.optim.SGD(m2.parameters(), lr=0.0)
-        _, norm = accumulate_and_step(
-            lambda i: ((m2(x[i * sub:(i + 1) * sub]) ** 2).mean(), {}), split, opt2, m2.parameters(), scaler, clip)
-        assert norm == pytest.approx(float(pigan_norm), rel=1e-12)     # reported in pi-GAN's scale
-        # equal up to clip_grad_norm_'s 1e-6 guard added to the norm (ours is 1/split of pi-GAN's)
-        for p, want in zip(m2.parameters(), pigan_grads):
-            torch.testing.assert_close(p.grad * split, want, rtol=1e-6 * split / float(pigan_norm), atol=0)
-        # and a threshold above pi-GAN's norm leaves the gradient alone, as there
-        m3 = torch.nn.Linear(5, 1).double()
-        m3.load_state_dict(base.state_dict())
-        opt3 = torch.optim.SGD(m3.parameters(), lr=0.0)
-        accumulate_and_step(lambda i: ((m3(x[i * sub:(i + 1) * sub]) ** 2).mean(), {}), split, opt3,
-                            m3.parameters(), scaler, float(pigan_norm) * 1.01)
-        for p, q in zip(m3.parameters(), m.parameters()):
-            torch.testing.assert_close(p.grad * split, q.grad, rtol=1e-9, atol=1e-12)
-
-
 def test_batch_stream_shards_and_order(tmp_path):
     from pigan.data import ProceduralShapes
     ds = ProceduralShapes(img_size=8, num_images=16, render_size=8, cache=False)
@@ -163,7 +129,7 @@ def test_progressive_growing_from_a_curriculum_file(tmp_path):
     path = tmp_path / "cur.json"
     path.write_text(json.dumps(cur))
     out = tmp_path / "grow"
-    code = train.main(["--curriculum", str(path), "--out", str(out), "--log-every", "1", "--no-progress",
+    code = train_cli.main(["--curriculum", str(path), "--out", str(out), "--log-every", "1", "--no-progress",
                        "--num-images", "16", "--sample-every", "0", "--num-samples", "2"])
     assert code == 0
     from pigan.logging_utils import read_csv
@@ -248,7 +214,7 @@ def test_sigterm_then_resume_continues_exactly(tmp_path):
 ])
 def test_bad_arguments_fail_before_training(tmp_path, capsys, extra, message):
     out = tmp_path / "out"
-    code = train.main(["--out", str(out), "--max-steps", "1", *extra])
+    code = train_cli.main(["--out", str(out), "--max-steps", "1", *extra])
     assert code == 2
     err = capsys.readouterr().err
     assert message in err and err.startswith("pigan train: error:")
@@ -258,7 +224,7 @@ def test_bad_arguments_fail_before_training(tmp_path, capsys, extra, message):
 def test_unwritable_output_folder(tmp_path, capsys):
     blocker = tmp_path / "a_file"
     blocker.write_text("x")
-    code = train.main(TINY + ["--out", str(blocker / "run"), "--max-steps", "1"])
+    code = train_cli.main(TINY + ["--out", str(blocker / "run"), "--max-steps", "1"])
     assert code == 3
     err = capsys.readouterr().err
     assert "is not writable" in err and err.count("\n") == 1
@@ -266,7 +232,8 @@ def test_unwritable_output_folder(tmp_path, capsys):
 
 def test_empty_data_folder(tmp_path, capsys):
     (tmp_path / "empty").mkdir()
-    code = train.main(TINY + ["--out", str(tmp_path / "o"), "--data", str(tmp_path / "empty"), "--max-steps", "1"])
+    code = train_cli.main(TINY + ["--out", str(tmp_path / "o"), "--data", str(tmp_path / "empty"),
+                                  "--max-steps", "1"])
     assert code == 2
     assert "contains no images" in capsys.readouterr().err
 
@@ -288,15 +255,37 @@ def test_overrides_and_curriculum_files(tmp_path):
 
 
 def test_the_curriculums_embedded_dataset_is_the_default_data(tmp_path):
-    out = ["--out", str(tmp_path / "run")]
-    assert train.resolve_config(["--curriculum", "faces"] + out)[0].data == "faces"
-    assert train.resolve_config(["--curriculum", "demo"] + out)[0].data == "procedural"
-    assert train.resolve_config(["--curriculum", "faces", "--data", "procedural"] + out)[0].data == "procedural"
+    out = str(tmp_path / "run")
+    assert train.resolve_config(train.TrainConfig(curriculum="faces", out=out))[0].data == "faces"
+    assert train.resolve_config(train.TrainConfig(curriculum="demo", out=out))[0].data == "procedural"
+    assert train.resolve_config(train.TrainConfig(curriculum="faces", data="procedural", out=out))[0].data \
+        == "procedural"
     folder = tmp_path / "imgs"
     folder.mkdir()
-    args = train.resolve_config(["--curriculum", "demo", "--set", "dataset=folder",
-                                 "--set", f"dataset_path={folder}"] + out)[0]
-    assert args.data == str(folder)
+    sets = ["dataset=folder", f"dataset_path={folder}"]
+    config = train.resolve_config(train.TrainConfig(curriculum="demo", sets=sets, out=out))[0]
+    assert config.data == str(folder)
+
+
+def test_the_flags_are_the_configs_fields(tmp_path):
+    """pigan train's flags map one to one onto TrainConfig, with the same defaults."""
+    import dataclasses
+    dests = {a.dest for a in train_cli.build_parser()._actions if a.dest != "help"}
+    assert dests == {f.name for f in dataclasses.fields(train.TrainConfig)}
+    assert train_cli.parse_config([]) == train.TrainConfig()
+    assert train_cli.parse_config(TINY + ["--out", "o", "--no-tensorboard", "--resume"]) == \
+        _tiny(out="o", tensorboard=False, resume="auto")
+
+
+def test_resolve_config_fills_a_copy(tmp_path):
+    given = _tiny(out=str(tmp_path / "run"))
+    config, cur, resume_state = train.resolve_config(given)
+    assert given == _tiny(out=str(tmp_path / "run"))              # the caller's config is left as given
+    assert resume_state is None and C.final_step(cur) == config.max_steps
+    assert (config.log_every, config.sample_every, config.eval_every, config.data) == (
+        cur.get("log_every", 10), cur.get("sample_every", 500), 0, "procedural")
+    with pytest.raises(UsageError, match="--max-time must be a number > 0, got -1"):
+        train.resolve_config(_tiny(out=str(tmp_path / "run"), max_time=-1))
 
 
 def test_curriculum_name_wins_over_a_directory_of_that_name(tmp_path, monkeypatch):

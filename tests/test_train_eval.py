@@ -8,6 +8,8 @@ pytest.importorskip("torch_fidelity")
 
 from pigan import metrics  # noqa: E402
 from pigan import training as train  # noqa: E402
+from pigan.cli import train as train_cli  # noqa: E402
+from pigan.common import UsageError  # noqa: E402
 from pigan.logging_utils import ScalarLogger, read_csv  # noqa: E402
 from pigan.training import evaluation  # noqa: E402
 
@@ -33,7 +35,7 @@ def test_eval_every_logs_and_plots_metrics(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(metrics, "find_inception_weights", lambda path=None: tmp_path)
     monkeypatch.setattr(metrics, "InceptionExtractor", lambda weights, device: PoolExtractor())
     out = tmp_path / "run"
-    code = train.main(["--out", str(out), "--max-steps", "4", "--log-every", "1", "--eval-every", "2",
+    code = train_cli.main(["--out", str(out), "--max-steps", "4", "--log-every", "1", "--eval-every", "2",
                        "--eval-real-count", "12", "--eval-fake-count", "6", "--eval-size", "8", *TINY])
     assert code == 0
     rows = read_csv(out / "log.csv")
@@ -50,18 +52,27 @@ def test_eval_every_without_weights_fails_before_training(tmp_path, monkeypatch,
     monkeypatch.delenv(metrics.INCEPTION_ENV, raising=False)
     monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))
     monkeypatch.setattr(metrics, "fid_helper_weights", lambda: None)
-    code = train.main(["--out", str(tmp_path / "run"), "--max-steps", "2", "--eval-every", "1", *TINY])
+    code = train_cli.main(["--out", str(tmp_path / "run"), "--max-steps", "2", "--eval-every", "1", *TINY])
     err = capsys.readouterr().err
     assert code == 2 and "--eval-every" in err and metrics.INCEPTION_FILE in err
     assert not (tmp_path / "run" / "checkpoint.pt").exists()
 
 
 def test_eval_settings_come_from_the_curriculum():
-    import argparse
-    args = argparse.Namespace(eval_every=None, eval_real_count=None, eval_fake_count=None, eval_size=None,
-                              inception=None)
-    evaluation.resolve(args, {"eval_fake_count": 64, "eval_img_size": 32})
-    assert (args.eval_every, args.eval_real_count, args.eval_fake_count, args.eval_size) == (0, 8000, 64, 32)
+    config = train.TrainConfig()
+    evaluation.resolve(config, {"eval_fake_count": 64, "eval_img_size": 32})
+    assert (config.eval_every, config.eval_real_count, config.eval_fake_count, config.eval_size) == (0, 8000, 64, 32)
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("eval_every", -1, "--eval-every must be a non-negative integer, got -1"),
+    ("eval_real_count", 1, "--eval-real-count must be a number >= 2, got 1"),
+    ("eval_fake_count", 0, "--eval-fake-count must be a positive integer, got 0"),
+    ("eval_size", 0, "--eval-size must be a positive integer, got 0"),
+])
+def test_bad_eval_settings(field, value, message):
+    with pytest.raises(UsageError, match=message):
+        evaluation.resolve(train.TrainConfig(**{field: value}), {})
 
 
 def test_scalar_logger_widens_its_header(tmp_path):

@@ -18,6 +18,7 @@ import torch.nn as nn
 
 from pigan import checkpoints as C
 from pigan import released_pickle as RP
+from pigan.cli import convert as convert_cli
 
 
 # ----------------------------------------------------------------------------- raw pickle builders
@@ -138,18 +139,18 @@ def _torch_saved_gadget(path, marker):
 
 
 def test_entry_points_refuse_and_run_nothing(tmp_path, capsys):
-    from pigan import render
+    from pigan.cli import render as render_cli
     marker = tmp_path / "ran.txt"
     folder = tmp_path / "released"
     folder.mkdir()
     _torch_saved_gadget(folder / "generator.pth", marker)
     with pytest.raises(C.CheckpointError, match=r"refusing to load global torch\.fx\.graph_module\._forward_from_src"):
         C.load_pigan_checkpoint(folder)
-    assert C.main([str(folder), str(tmp_path / "out.pt")]) == 2
+    assert convert_cli.main([str(folder), str(tmp_path / "out.pt")]) == 2
     err = capsys.readouterr().err
     assert "torch.fx.graph_module._forward_from_src" in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "out.pt").exists()
-    assert render.main([str(folder), "--out", str(tmp_path / "r"), "--no-progress", "--device", "cpu"]) == 2
+    assert render_cli.main([str(folder), "--out", str(tmp_path / "r"), "--no-progress", "--device", "cpu"]) == 2
     assert "torch.fx.graph_module._forward_from_src" in capsys.readouterr().err
     assert not marker.exists()
 

@@ -1,4 +1,4 @@
-"""Backend selection for pigan.ops, and the pattern every op module follows.
+"""Backend selection for pigan.ops, and the one way every op module is written.
 
 Backends: "reference" (pure PyTorch, pi-GAN's formulas), "native" (the pigan._C extension: C++ on
 CPU tensors, CUDA on CUDA tensors), "triton" (pigan.kernels: CUDA tensors, or CPU tensors when
@@ -10,28 +10,36 @@ calling thread), else ``set_default_backend(name)`` (process-wide), else the env
 device is an error that says why; an op that a backend does not implement at all (for example
 compositing under "triton") uses the "auto" choice among the others.
 
-How an op is written (compositing.py and sampling.py are complete examples):
+How an op is written (compositing.py is a short complete example, film.py the longest):
 
 1. One module ``pigan/ops/<op>.py`` holds everything of the op: the argument check, the reference
-   twin ``_<op>`` (pure PyTorch, same signature), the wrappers of the fast backends and the public
-   ``<op>``. It ends with its backend table::
+   twin ``_<op>`` (pure PyTorch, same signature), the fast paths and the public ``<op>``. It ends
+   with its backend table::
 
        COMPOSITE = _backend.Op("composite", reference=_composite_impl, native=_composite_native)
 
-   and the public op checks its arguments once, then calls ``COMPOSITE.run(device, *args)``. The
-   table entries take already-checked arguments; the underscore twin checks and then calls its
-   entry, so both public names validate exactly once.
-2. Native ops are defined in C++ (``TORCH_LIBRARY_FRAGMENT(pigan, m)``) with one kernel per device.
-   Their fake (meta) kernels and their autograd are registered in Python, by the op module, with
-   ``@_backend.when_native_loaded`` on a function that calls ``torch.library.register_fake`` /
-   ``register_autograd`` (through ``register_fake`` / ``register_autograd`` here, which tolerate a
-   reloaded module). That function runs when the op module is imported (pigan._C is loaded then,
-   once, under a lock), so ``torch.ops.pigan.<op>`` is a complete op -- autograd, torch.compile,
-   FakeTensor -- as soon as ``pigan.ops`` is imported.
-3. The fast wrapper promotes dtypes exactly as the twin does (the twin's output dtypes are the
-   contract), and a backward that is itself differentiated (``create_graph=True``) is either
-   correct or refused with an error naming the op and ``use_backend("reference")``.
-4. Tests: ``tests/inputs.py`` makes inputs; each op test takes the ``device`` fixture and compares
+   The public op checks its arguments once, then calls ``COMPOSITE.run(device, *args)``: the table
+   is the only place a backend is picked. Where "auto" depends on more than the device, the table
+   gets a ``prefer`` hook (film_siren: IEEE float32 runs native where auto would pick Triton).
+   Table entries take checked arguments; the underscore twin checks and then calls its entry, so
+   both public names validate exactly once.
+2. The autograd of each fast path is one ``_autograd.FastPath`` (an autograd.Function written as
+   ``compute`` / ``save`` / ``backward``), and the table entry calls its ``apply``. A FastPath whose
+   ``compute`` is one ``torch.ops.pigan`` op is also registered on that op
+   (``register_autograd(qualname, FastPath)``), so the raw op differentiates exactly as the public
+   one.
+3. Native ops are defined in C++ (``TORCH_LIBRARY_FRAGMENT(pigan, m)``) with one kernel per device.
+   The op module registers their fake kernels (``register_fake``) and autograd
+   (``_autograd.register_autograd``; ``_autograd.register_refusal`` on backward ops) in a function decorated ``@when_native_loaded``. It runs
+   when the module is imported (pigan._C is loaded then, once, under a lock), so
+   ``torch.ops.pigan.<op>`` is complete -- autograd, torch.compile, FakeTensor -- from then on.
+4. A fast path promotes dtypes exactly as the twin does (the twin's output dtypes are the
+   contract). A backward that is itself differentiated (grad mode on inside it: create_graph=True,
+   e.g. a gradient penalty) returns ``_autograd.twin_grads``: the twin rebuilt on the saved inputs and
+   differentiated as a graph, so every order of derivative is the twin's. A backward written in
+   differentiable torch ops that are the twin's own (merge_samples) needs no such branch; a
+   backward op that cannot be differentiated raises ``double_backward_error``.
+5. Tests: ``tests/inputs.py`` makes inputs; each op test takes the ``device`` fixture and compares
    every backend with the twin on forward and backward with poisoned outputs.
 """
 from __future__ import annotations
@@ -44,6 +52,8 @@ import warnings
 from typing import Callable, Mapping
 
 import torch
+
+from pigan.kernels._runtime import triton_interpreting
 
 BACKENDS = ("auto", "reference", "native", "triton")
 
@@ -154,6 +164,16 @@ def native_module():
     return _native
 
 
+def native_build_info():
+    """What pigan._C says about its build (its ``build_info()``: CUDA runtime, torch version, CPU
+    capability), or None when it can't load."""
+    mod = native_module()
+    if mod is None:
+        return None
+    info = getattr(mod, "build_info", None)
+    return info() if callable(info) else info
+
+
 def when_native_loaded(fn: Callable[[], None]) -> Callable[[], None]:
     """Decorator: run ``fn`` (registering fake kernels / autograd of native ops) once pigan._C is
     loaded -- now, loading it if needed. Nothing runs when pigan._C is unavailable."""
@@ -176,24 +196,6 @@ def register_fake(qualname: str, fn: Callable) -> None:
             raise
 
 
-_autograd_registered: set[str] = set()
-
-
-def register_autograd(qualname: str, backward: Callable, setup_context: Callable | None = None) -> None:
-    """``torch.library.register_autograd``, once per op for the life of the process."""
-    if qualname in _autograd_registered:
-        return
-    torch.library.register_autograd(qualname, backward, setup_context=setup_context)
-    _autograd_registered.add(qualname)
-
-
-def double_backward_error(op: str) -> RuntimeError:
-    """The error of a native backward that cannot itself be differentiated."""
-    return RuntimeError(
-        f"{op}: the native backend's backward is not differentiable (double backward, e.g. a "
-        f"gradient penalty with create_graph=True); run it under pigan.ops.use_backend(\"reference\")")
-
-
 def native_has_cuda() -> bool:
     mod = native_module()
     return bool(mod is not None and mod.has_cuda())
@@ -210,10 +212,6 @@ def _triton_status() -> tuple[bool, str | None]:
                     _triton_error = f"triton failed to import ({type(exc).__name__}: {exc})"
                 _triton_checked = True
     return _triton_error is None, _triton_error
-
-
-def triton_interpreting() -> bool:
-    return os.environ.get("TRITON_INTERPRET", "0") == "1"
 
 
 def backend_status(name: str, device: torch.device | str | None = None) -> tuple[bool, str | None]:
@@ -295,20 +293,32 @@ def select(op: str, device: torch.device, impls: Mapping[str, Callable]) -> tupl
 
 
 class Op:
-    """The backend table of one public op: backend name -> implementation taking checked arguments."""
+    """The backend table of one public op: backend name -> implementation taking checked arguments.
 
-    def __init__(self, name: str, *, reference: Callable, **impls: Callable):
+    ``prefer(name, device, *args, **kwargs)``, when given, refines "auto" for one call: it returns
+    the backend to use instead of ``name`` (the device's "auto" choice); a backend the table lacks
+    or the device cannot run is ignored. Explicit choices are never changed.
+    """
+
+    def __init__(self, name: str, *, reference: Callable, prefer: Callable | None = None, **impls: Callable):
         unknown = set(impls) - set(BACKENDS[2:])
         if unknown:
             raise ValueError(f"{name}: unknown backends {sorted(unknown)}")
         self.name = name
+        self.prefer = prefer
         self.impls: dict[str, Callable] = {"reference": reference, **impls}
 
-    def select(self, device: torch.device) -> tuple[str, Callable]:
-        return select(self.name, device, self.impls)
+    def select(self, device: torch.device, *args, **kwargs) -> tuple[str, Callable]:
+        """(backend, implementation) of a call with these arguments on ``device``."""
+        name, impl = select(self.name, device, self.impls)
+        if self.prefer is not None and current_backend() == "auto":
+            better = self.prefer(name, device, *args, **kwargs)
+            if better != name and better in self.impls and backend_status(better, device)[0]:
+                return better, self.impls[better]
+        return name, impl
 
     def run(self, device: torch.device, *args, **kwargs):
-        return self.select(device)[1](*args, **kwargs)
+        return self.select(device, *args, **kwargs)[1](*args, **kwargs)
 
     def __repr__(self) -> str:
         return f"Op({self.name!r}, backends={list(self.impls)})"

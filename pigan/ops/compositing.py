@@ -16,7 +16,7 @@ import functools
 import torch
 import torch.nn.functional as F
 
-from . import _backend
+from . import _autograd, _backend
 from ._checks import check_same_device, check_tensor
 
 CLAMP_MODES = ("relu", "softplus")
@@ -213,82 +213,72 @@ def _composite_native(rgb_sigma, z_vals, noise=None, clamp_mode="relu", last_bac
                       white_back=False, fill_mode=None):
     """Native implementation of ``composite`` (checked arguments; same contract as ``_composite``)."""
     rgb_sigma, z_vals, noise = _promote(rgb_sigma, z_vals, noise)
-    return torch.ops.pigan.composite_fwd(rgb_sigma, z_vals, noise, _CLAMP[clamp_mode], bool(last_back),
-                                         bool(white_back), _FILL[fill_mode])
+    return _CompositeNative.apply(rgb_sigma, z_vals, noise, _CLAMP[clamp_mode], bool(last_back),
+                                  bool(white_back), _FILL[fill_mode])
 
 
 def _composite_midpoint_native(rgb_sigma, z_vals, clamp_mode="softplus", white_back=False):
     """Native implementation of ``composite_midpoint`` (checked arguments)."""
     rgb_sigma, z_vals, _ = _promote(rgb_sigma, z_vals)
-    return torch.ops.pigan.midpoint_fwd(rgb_sigma, z_vals, _MIDPOINT_CLAMP[clamp_mode], bool(white_back))
+    return _MidpointNative.apply(rgb_sigma, z_vals, _MIDPOINT_CLAMP[clamp_mode], bool(white_back))
 
 
-def _reference_grads(ref_call, rgb_sigma, noise, needs, grads):
-    """Gradients (rgb_sigma, noise) of the twin, ``ref_call(rgb_sigma, noise) -> outputs``, at the
-    saved inputs, as a differentiable graph. This is the backward under ``create_graph=True``
-    (gradient penalties): every order of derivative is then the twin's."""
-    wrt = [t for t, need in ((rgb_sigma, needs[0]), (noise, needs[1])) if need and t is not None]
-    with torch.enable_grad():
-        outs = ref_call(rgb_sigma, noise)
-        pairs = [(o, g) for o, g in zip(outs, grads) if o.requires_grad]
-        got = [None] * len(wrt)
-        if wrt and pairs:
-            got = torch.autograd.grad([o for o, _ in pairs], wrt, [g for _, g in pairs],
-                                      create_graph=True, allow_unused=True)
-    got = iter([torch.zeros_like(t) if g is None else g for t, g in zip(wrt, got)])
-    g_rs = next(got) if needs[0] else None
-    g_noise = next(got) if needs[1] and noise is not None else None
-    return g_rs, g_noise
+def _composite_twin(rgb_sigma, z_vals, noise, clamp, last_back, white_back, fill):
+    return _composite_impl(rgb_sigma, z_vals, noise, _CLAMP_NAME[clamp], last_back, white_back, _FILL_NAME[fill])
 
 
-def _composite_setup(ctx, inputs, output):
-    rgb_sigma, z_vals, noise, clamp, last_back, white_back, fill = inputs
-    ctx.save_for_backward(rgb_sigma, z_vals, noise)
-    ctx.args = (clamp, last_back, white_back, fill)
+def _midpoint_twin(rgb_sigma, z_vals, clamp, white_back):
+    return _midpoint_impl(rgb_sigma, z_vals, _MIDPOINT_CLAMP_NAME[clamp], white_back)
 
 
-def _composite_backward(ctx, g_rgb, g_depth, g_w):
-    rgb_sigma, z_vals, noise = ctx.saved_tensors
-    clamp, last_back, white_back, fill = ctx.args
-    if torch.is_grad_enabled():  # create_graph=True: the gradient itself will be differentiated
-        def ref_call(rs, n):
-            return _composite_impl(rs, z_vals, n, _CLAMP_NAME[clamp], last_back, white_back, _FILL_NAME[fill])
-        g_rs, g_noise = _reference_grads(ref_call, rgb_sigma, noise, ctx.needs_input_grad[0:3:2],
-                                         (g_rgb, g_depth, g_w))
-        return g_rs, None, g_noise, None, None, None, None
-    grad = torch.ops.pigan.composite_bwd(g_rgb, g_depth, g_w, rgb_sigma, z_vals, noise, *ctx.args)
-    # noise is added to sigma, so it gets sigma's gradient.
-    g_noise = grad[..., -1:] if noise is not None and ctx.needs_input_grad[2] else None
-    return (grad if ctx.needs_input_grad[0] else None), None, g_noise, None, None, None, None
+class _CompositeNative(_autograd.FastPath):
+    """torch.ops.pigan.composite_fwd and its autograd (registered on the op too). The backward op
+    takes only the forward's inputs."""
+
+    @staticmethod
+    def compute(rgb_sigma, z_vals, noise, clamp, last_back, white_back, fill):
+        return torch.ops.pigan.composite_fwd(rgb_sigma, z_vals, noise, clamp, last_back, white_back, fill)
+
+    @staticmethod
+    def save(ctx, inputs, output):
+        rgb_sigma, z_vals, noise, *args = inputs
+        ctx.save_for_backward(rgb_sigma, z_vals, noise)
+        ctx.args = tuple(args)
+
+    @staticmethod
+    def backward(ctx, g_rgb, g_depth, g_w):
+        rgb_sigma, z_vals, noise = ctx.saved_tensors
+        needs = ctx.needs_input_grad
+        if torch.is_grad_enabled():
+            return _autograd.twin_grads(_composite_twin, (rgb_sigma, z_vals, noise, *ctx.args), needs,
+                                       (g_rgb, g_depth, g_w))
+        grad = torch.ops.pigan.composite_bwd(g_rgb, g_depth, g_w, rgb_sigma, z_vals, noise, *ctx.args)
+        # noise is added to sigma, so it gets sigma's gradient.
+        g_noise = grad[..., -1:] if noise is not None and needs[2] else None
+        return (grad if needs[0] else None), None, g_noise, None, None, None, None
 
 
-def _midpoint_setup(ctx, inputs, output):
-    rgb_sigma, z_vals, clamp, white_back = inputs
-    ctx.save_for_backward(rgb_sigma, z_vals)
-    ctx.args = (clamp, white_back)
+class _MidpointNative(_autograd.FastPath):
+    """torch.ops.pigan.midpoint_fwd and its autograd (registered on the op too)."""
 
+    @staticmethod
+    def compute(rgb_sigma, z_vals, clamp, white_back):
+        return torch.ops.pigan.midpoint_fwd(rgb_sigma, z_vals, clamp, white_back)
 
-def _midpoint_backward(ctx, g_rgb, g_depth, g_w):
-    rgb_sigma, z_vals = ctx.saved_tensors
-    clamp, white_back = ctx.args
-    if torch.is_grad_enabled():
-        def ref_call(rs, _):
-            return _midpoint_impl(rs, z_vals, _MIDPOINT_CLAMP_NAME[clamp], white_back)
-        g_rs, _ = _reference_grads(ref_call, rgb_sigma, None, (ctx.needs_input_grad[0], False),
-                                   (g_rgb, g_depth, g_w))
-        return g_rs, None, None, None
-    grad = torch.ops.pigan.midpoint_bwd(g_rgb, g_depth, g_w, rgb_sigma, z_vals, clamp, white_back)
-    return (grad if ctx.needs_input_grad[0] else None), None, None, None
+    @staticmethod
+    def save(ctx, inputs, output):
+        rgb_sigma, z_vals, clamp, white_back = inputs
+        ctx.save_for_backward(rgb_sigma, z_vals)
+        ctx.args = (clamp, white_back)
 
-
-def _refuse_backward(op):
-    def backward(ctx, *grads):
-        raise _backend.double_backward_error(op)
-    return backward
-
-
-def _no_context(ctx, inputs, output):
-    pass
+    @staticmethod
+    def backward(ctx, g_rgb, g_depth, g_w):
+        rgb_sigma, z_vals = ctx.saved_tensors
+        if torch.is_grad_enabled():
+            return _autograd.twin_grads(_midpoint_twin, (rgb_sigma, z_vals, *ctx.args), ctx.needs_input_grad,
+                                       (g_rgb, g_depth, g_w))
+        grad = torch.ops.pigan.midpoint_bwd(g_rgb, g_depth, g_w, rgb_sigma, z_vals, *ctx.args)
+        return (grad if ctx.needs_input_grad[0] else None), None, None, None
 
 
 @_backend.when_native_loaded
@@ -314,10 +304,10 @@ def _register_native():
     for name, fn in (("composite_fwd", fake_composite_fwd), ("composite_bwd", fake_composite_bwd),
                      ("midpoint_fwd", fake_midpoint_fwd), ("midpoint_bwd", fake_midpoint_bwd)):
         _backend.register_fake(f"pigan::{name}", fn)
-    _backend.register_autograd("pigan::composite_fwd", _composite_backward, _composite_setup)
-    _backend.register_autograd("pigan::midpoint_fwd", _midpoint_backward, _midpoint_setup)
-    _backend.register_autograd("pigan::composite_bwd", _refuse_backward("composite_bwd"), _no_context)
-    _backend.register_autograd("pigan::midpoint_bwd", _refuse_backward("midpoint_bwd"), _no_context)
+    _autograd.register_autograd("pigan::composite_fwd", _CompositeNative)
+    _autograd.register_autograd("pigan::midpoint_fwd", _MidpointNative)
+    _autograd.register_refusal("pigan::composite_bwd")
+    _autograd.register_refusal("pigan::midpoint_bwd")
 
 
 COMPOSITE = _backend.Op("composite", reference=_composite_impl, native=_composite_native)

@@ -13,13 +13,14 @@ pre-activation is recomputed in backward):
 - "native": on CPU tensors the C++ ops of csrc/film_cpu.cpp (a row-blocked addmm whose blocks get the
   sine while still in cache; a one-pass backward epilogue). On CUDA tensors, and where pigan._C lacks
   these ops, cuBLAS addmm plus torch elementwise ops (the sine argument formed in fp32).
-- "auto" on CUDA: Triton, except for IEEE float32 (TF32 off), which runs "native" (see AUTO_NOTE).
+- "auto" on CUDA: Triton, except for IEEE float32 (TF32 off), which runs "native" (AUTO_NOTE; the
+  table's ``prefer`` hook).
 
-Both fast paths share one autograd Function (_FiLMFunction): each path supplies a forward and a
+Each fast path is a _autograd.FastPath (_FiLMNative, _FiLMTriton) that supplies a forward and a
 backward epilogue (dz, dfreq, dphase from a recomputed z); the backward's GEMMs, the bias gradient and
-the split into parts are written once. A backward that is itself differentiated (create_graph=True,
-e.g. a gradient penalty) returns the reference twin's gradients, built from differentiable torch ops,
-so second derivatives are exact on every backend.
+the split into parts are written once (_film_backward). _FiLMNative is also the autograd of the raw
+torch.ops.pigan.film_forward (one part). Under create_graph=True the backward returns the reference
+twin's gradients (_autograd.twin_grads), so second derivatives are exact on every backend.
 Under torch.autocast the fast paths follow the autocast dtype as ``linear`` does (x, weight and bias
 are cast; the result has the autocast dtype); freq and phase are read in fp32. The reference twin
 keeps eager semantics. Outside autocast all tensors must share one dtype; under it x, weight and bias
@@ -29,9 +30,10 @@ from __future__ import annotations
 
 import torch
 
-from . import _backend
-from ._checks import check_same_device, check_same_dtype, check_tensor
+from pigan.kernels._runtime import cuda_fp32_matmul_precision
 
+from . import _autograd, _backend
+from ._checks import check_same_device, check_same_dtype, check_tensor
 
 def _as_parts(x):
     return tuple(x) if isinstance(x, (tuple, list)) else (x,)
@@ -100,17 +102,7 @@ def film_siren(x, weight, bias, freq, phase):
         cast = _autocast_target(parts[0].device.type, weight)
         check_same_dtype(**{f"x{i}": _dtype_probe(p, cast) for i, p in enumerate(parts)},
                          weight=_dtype_probe(weight, cast), bias=_dtype_probe(bias, cast))
-    _, impl = _select(parts[0].device, _autocast_target(parts[0].device.type, weight) or weight.dtype)
-    return impl(x, weight, bias, freq, phase)
-
-
-def cuda_fp32_matmul_precision() -> str:
-    """"tf32" or "ieee": how torch runs fp32 CUDA matmuls now (the Triton kernels' dot follows it)."""
-    m = torch.backends.cuda.matmul
-    prec = getattr(m, "fp32_precision", None)
-    if prec in ("tf32", "ieee"):
-        return prec
-    return "tf32" if m.allow_tf32 else "ieee"
+    return FILM.run(parts[0].device, x, weight, bias, freq, phase)
 
 
 # What "auto" does per precision where it would pick Triton (see available_backends()).
@@ -118,14 +110,13 @@ AUTO_NOTE = ("film_siren under auto: Triton for float16/bfloat16 and TF32 float3
              "torch elementwise) for IEEE float32, where Triton's tl.dot becomes an FMA loop")
 
 
-def _select(device, dtype):
-    """The backend of one call. "auto" leaves IEEE float32 (no TF32) to the native path: cuBLAS runs
-    fp32 GEMMs far faster than Triton's FMA-loop dot."""
-    name, impl = FILM.select(device)
-    if (name == "triton" and _backend.current_backend() == "auto" and dtype == torch.float32
-            and cuda_fp32_matmul_precision() == "ieee" and _backend.backend_status("native", device)[0]):
-        return "native", FILM.impls["native"]
-    return name, impl
+def _auto_prefers(name, device, x, weight, bias, freq, phase):
+    """FILM's ``prefer`` hook: "auto" leaves IEEE float32 (no TF32) to the native path where it would
+    pick Triton, as cuBLAS runs fp32 GEMMs far faster than Triton's FMA-loop dot."""
+    dtype = _autocast_target(device.type, weight) or weight.dtype
+    if name == "triton" and dtype == torch.float32 and cuda_fp32_matmul_precision() == "ieee":
+        return "native"
+    return name
 
 
 def _autocast_target(device_type: str, weight):
@@ -165,61 +156,6 @@ def _has_cpu_ops() -> bool:
 def _cpu_ops_available() -> bool:
     """Whether pigan._C (loaded) carries csrc/film_cpu.cpp's ops."""
     return _backend.native_module() is not None and _has_cpu_ops()
-
-
-def _raw_setup(ctx, inputs, output):
-    ctx.save_for_backward(*inputs)
-
-
-def _raw_backward(ctx, *grads):
-    """Autograd of the raw torch.ops.pigan.film_forward / film_forward_pre: film_forward's gradients
-    come from the shared backward (its create_graph branch included); film_forward_pre's second output,
-    the pre-activation, makes the reference twin's differentiable recomputation the simpler choice."""
-    x, weight, bias, freq, phase = ctx.saved_tensors
-    needs = ctx.needs_input_grad                                        # (x, weight, bias, freq, phase)
-    if len(grads) == 1:
-        dw, db, df, dp, dx = _film_backward("native", needs[1:] + needs[:1], grads[0], weight, bias, freq,
-                                            phase, (x,))
-        return dx, dw, db, df, dp
-    inputs = (x, weight, bias, freq, phase)
-    wrt = [t for t, n in zip(inputs, needs) if n and t is not None]
-    create_graph = torch.is_grad_enabled()
-    with torch.enable_grad():
-        z = torch.nn.functional.linear(x, weight, bias)                 # [B, N, H]
-        y = torch.sin(freq.unsqueeze(1) * z + phase.unsqueeze(1))
-        outs, cots = zip(*[(o, g) for o, g in ((y, grads[0]), (z, grads[1])) if g is not None])
-        got = torch.autograd.grad(outs, wrt, cots, create_graph=create_graph, allow_unused=True) if wrt else ()
-    got = iter([torch.zeros_like(t) if g is None else g for t, g in zip(wrt, got)])
-    return tuple(next(got) if n and t is not None else None for t, n in zip(inputs, needs))
-
-
-@_backend.when_native_loaded
-def _register_native():
-    # Fake kernels (shapes for torch.compile / FakeTensor tracing of the native CPU path) and the
-    # autograd of the two forward ops. The others are backward passes that write in place. This runs
-    # inside pigan._C's loading (native_module() would re-enter it): ask torch.ops directly.
-    if not _has_cpu_ops():
-        return
-
-    def film_forward_fake(x, weight, bias, freq, phase):
-        return x.new_empty((x.shape[0], x.shape[1], weight.shape[0]))
-
-    def film_forward_pre_fake(x, weight, bias, freq, phase):
-        y = film_forward_fake(x, weight, bias, freq, phase)
-        return y, torch.empty_like(y)
-
-    def film_sine_out_fake(out, pre, freq, phase):
-        return None
-
-    def sums_fake(z, dy, freq, phase, bias=None):
-        return z.new_empty((z.shape[0], z.shape[2])), z.new_empty((z.shape[0], z.shape[2]))
-
-    for name, fn in (("film_forward", film_forward_fake), ("film_forward_pre", film_forward_pre_fake),
-                     ("film_sine_out", film_sine_out_fake), ("film_bwd_epilogue_", sums_fake),
-                     ("film_bwd_pre_", sums_fake)):
-        _backend.register_fake(f"pigan::{name}", fn)
-    _backend.register_autograd("pigan::film_forward", _raw_backward, _raw_setup)
-    _backend.register_autograd("pigan::film_forward_pre", _raw_backward, _raw_setup)
 
 
 def _fused_cpu(t: torch.Tensor) -> bool:
@@ -286,83 +222,137 @@ def _triton_epilogue(x, weight, bias, freq, phase, dy):
     return kernels.film_bwd_epilogue(x, weight, bias, freq, phase, dy)
 
 
-# Forward and backward epilogue of each fast path; _FiLMFunction does the rest (saving, GEMMs of the
-# backward, parts, double backward) once for all of them.
-_PATHS = {"native": (_native_forward, _native_epilogue), "triton": (_triton_forward, _triton_epilogue)}
+def _film_backward(epilogue, needs, dy, parts, weight, bias, freq, phase):
+    """Gradients (*parts, weight, bias, freq, phase) of a fast path's layer for the cotangent dy.
 
-
-def _film_backward(path, needs, dy, weight, bias, freq, phase, parts):
-    """Gradients (weight, bias, freq, phase, *parts) of a fast path's layer for the cotangent dy.
-
-    The epilogue gives dz = dy * cos(arg) * freq and the per-sample sums dfreq, dphase; the GEMMs run
-    in dz's dtype: dW = dz^T x, dx = dz W; db = sum over points of dz = sum_b freq[b] * dphase[b].
-    Under grad mode (the backward itself is being differentiated: create_graph=True), the gradients
-    are instead those of the reference twin, built from differentiable torch ops on the saved inputs.
+    ``epilogue`` (the path's) gives dz = dy * cos(arg) * freq and the per-sample sums dfreq, dphase;
+    the GEMMs run in dz's dtype: dW = dz^T x, dx = dz W; db = sum over points of dz = sum_b freq[b] *
+    dphase[b].
     """
-    if torch.is_grad_enabled():
-        return _twin_backward(needs, dy, weight, bias, freq, phase, parts)
     x = _cat(parts)
     B, N, K = x.shape
     H = weight.shape[0]
+    need_parts, (need_w, need_b, need_f, need_p) = needs[:-4], needs[-4:]
     with torch.autocast(x.device.type, enabled=False):              # the GEMMs keep dz's dtype
-        dz, dfreq, dphase = _PATHS[path][1](x, weight, bias, freq, phase, dy)
+        dz, dfreq, dphase = epilogue(x, weight, bias, freq, phase, dy)
         dz2 = dz.reshape(B * N, H)
         dweight = dbias = None
-        if needs[0]:
+        if need_w:
             dweight = dz2.t().mm(x.reshape(B * N, K).to(dz.dtype)).to(weight.dtype)
-        if bias is not None and needs[1]:
+        if bias is not None and need_b:
             dbias = (freq.to(dphase.dtype) * dphase).sum(0).to(bias.dtype)
         dparts = [None] * len(parts)
-        if any(needs[4:]):
+        if any(need_parts):
             dx = dz2.mm(weight.to(dz.dtype)).view(B, N, K).to(x.dtype)
             dparts = list(torch.split(dx, [p.shape[-1] for p in parts], dim=-1)) if len(parts) > 1 else [dx]
-    return (dweight, dbias, dfreq.to(freq.dtype) if needs[2] else None,
-            dphase.to(phase.dtype) if needs[3] else None, *dparts)
+    return (*dparts, dweight, dbias, dfreq.to(freq.dtype) if need_f else None,
+            dphase.to(phase.dtype) if need_p else None)
 
 
-def _twin_backward(needs, dy, weight, bias, freq, phase, parts):
-    """Differentiable gradients: those of the reference twin, recomputed from the saved inputs."""
-    inputs = (weight, bias, freq, phase, *parts)
-    wrt = [t for t, n in zip(inputs, needs) if n and t is not None]
-    with torch.enable_grad(), torch.autocast(dy.device.type, enabled=False):
-        y = _film_siren_impl(parts, weight, bias, freq, phase)
-        grads = iter(torch.autograd.grad(y, wrt, dy, create_graph=True)) if wrt else iter(())
-    return tuple(next(grads) if n and t is not None else None for t, n in zip(inputs, needs))
+def _film_twin(*inputs):
+    *parts, weight, bias, freq, phase = inputs
+    return _film_siren_impl(tuple(parts), weight, bias, freq, phase)
 
 
-class _FiLMFunction(torch.autograd.Function):
-    """Autograd of the fast paths. Saves the input parts (never their concatenation), weight, bias,
-    freq and phase; the [B, N, H] pre-activation is recomputed in backward (see _film_backward)."""
+def _save_inputs(ctx, inputs, output):
+    ctx.save_for_backward(*inputs)
 
-    @staticmethod
-    def forward(ctx, path, weight, bias, freq, phase, *parts):
-        y = _PATHS[path][0](_cat(parts), weight, bias, freq, phase)
-        ctx.save_for_backward(weight, bias, freq, phase, *parts)
-        ctx.path = path
-        return y
 
-    @staticmethod
+def _film_grads(ctx, dy, epilogue):
+    """The backward of the fast paths' Functions, whose inputs are (*parts, weight, bias, freq, phase)."""
+    inputs = ctx.saved_tensors
+    if torch.is_grad_enabled():
+        with torch.autocast(dy.device.type, enabled=False):
+            return _autograd.twin_grads(_film_twin, inputs, ctx.needs_input_grad, (dy,))
+    *parts, weight, bias, freq, phase = inputs
+    return _film_backward(epilogue, ctx.needs_input_grad, dy, parts, weight, bias, freq, phase)
+
+
+def _fast_path(name: str, forward, epilogue, doc: str):
+    """The Function of one fast path: inputs (*parts, weight, bias, freq, phase), ``forward`` gives y
+    and ``epilogue`` the backward's dz, dfreq, dphase."""
+    def compute(*inputs):
+        *parts, weight, bias, freq, phase = inputs
+        return forward(_cat(parts), weight, bias, freq, phase)
+
     def backward(ctx, dy):
-        weight, bias, freq, phase, *parts = ctx.saved_tensors
-        return (None, *_film_backward(ctx.path, ctx.needs_input_grad[1:], dy, weight, bias, freq, phase,
-                                      parts))
+        return _film_grads(ctx, dy, epilogue)
+
+    return type(name, (_autograd.FastPath,), {"__doc__": doc, "compute": staticmethod(compute),
+                                             "save": staticmethod(_save_inputs),
+                                             "backward": staticmethod(backward)})
+
+
+# The native path is registered on torch.ops.pigan.film_forward as well: that op is it with one part.
+_FiLMNative = _fast_path("_FiLMNative", _native_forward, _native_epilogue, "The native path of film_siren.")
+_FiLMTriton = _fast_path("_FiLMTriton", _triton_forward, _triton_epilogue, "The Triton path of film_siren.")
+
+
+def _film_pre_twin(x, weight, bias, freq, phase):
+    z = torch.nn.functional.linear(x, weight, bias)                 # [B, N, H]
+    return torch.sin(freq.unsqueeze(1) * z + phase.unsqueeze(1)), z
+
+
+class _FiLMForwardPre(_autograd.FastPath):
+    """torch.ops.pigan.film_forward_pre (y and the pre-activation z) and its autograd (registered on
+    the op): the second output makes the twin's recomputed gradients the simpler backward."""
+
+    @staticmethod
+    def compute(x, weight, bias, freq, phase):
+        return torch.ops.pigan.film_forward_pre(x, weight, bias, freq, phase)
+
+    save = staticmethod(_save_inputs)
+
+    @staticmethod
+    def backward(ctx, dy, dz):
+        return _autograd.twin_grads(_film_pre_twin, ctx.saved_tensors, ctx.needs_input_grad, (dy, dz))
+
+
+@_backend.when_native_loaded
+def _register_native():
+    # Fake kernels (shapes for torch.compile / FakeTensor tracing of the native CPU path) and the
+    # autograd of the two forward ops. The others are backward passes that write in place. This runs
+    # inside pigan._C's loading (native_module() would re-enter it): ask torch.ops directly.
+    if not _has_cpu_ops():
+        return
+
+    def film_forward_fake(x, weight, bias, freq, phase):
+        return x.new_empty((x.shape[0], x.shape[1], weight.shape[0]))
+
+    def film_forward_pre_fake(x, weight, bias, freq, phase):
+        y = film_forward_fake(x, weight, bias, freq, phase)
+        return y, torch.empty_like(y)
+
+    def film_sine_out_fake(out, pre, freq, phase):
+        return None
+
+    def sums_fake(z, dy, freq, phase, bias=None):
+        return z.new_empty((z.shape[0], z.shape[2])), z.new_empty((z.shape[0], z.shape[2]))
+
+    for name, fn in (("film_forward", film_forward_fake), ("film_forward_pre", film_forward_pre_fake),
+                     ("film_sine_out", film_sine_out_fake), ("film_bwd_epilogue_", sums_fake),
+                     ("film_bwd_pre_", sums_fake)):
+        _backend.register_fake(f"pigan::{name}", fn)
+    _autograd.register_autograd("pigan::film_forward", _FiLMNative)
+    _autograd.register_autograd("pigan::film_forward_pre", _FiLMForwardPre)
 
 
 def _film_native(x, weight, bias, freq, phase):
     parts, weight, bias = _cast_for_autocast(_as_parts(x), weight, bias)
     with torch.autocast(parts[0].device.type, enabled=False):
-        return _FiLMFunction.apply("native", weight, bias, freq, phase, *parts)
+        return _FiLMNative.apply(*parts, weight, bias, freq, phase)
 
 
 def _film_triton(x, weight, bias, freq, phase):
     parts, weight, bias = _cast_for_autocast(_as_parts(x), weight, bias)
     # float64 is not a Triton dtype: it runs the native path.
-    path = "native" if weight.dtype == torch.float64 else "triton"
-    if path == "triton" and bias is not None and bias.stride(0) != 1:
+    path = _FiLMNative if weight.dtype == torch.float64 else _FiLMTriton
+    if path is _FiLMTriton and bias is not None and bias.stride(0) != 1:
         bias = bias.contiguous()                                        # the kernels index bias[h]
     with torch.autocast(parts[0].device.type, enabled=False):
-        return _FiLMFunction.apply(path, weight, bias, freq, phase, *parts)
+        return path.apply(*parts, weight, bias, freq, phase)
 
 
-FILM = _backend.Op("film_siren", reference=_film_siren_impl, native=_film_native, triton=_film_triton)
+FILM = _backend.Op("film_siren", reference=_film_siren_impl, native=_film_native, triton=_film_triton,
+                   prefer=_auto_prefers)
 _backend.add_note("triton", AUTO_NOTE)

@@ -12,7 +12,10 @@ Native CPU backward, layer by layer from the top, in two [M, H] work buffers tha
 dz_i = dy_i * cos(freq_i * z_i + phase_i) * freq_i over dy_i in place, x_i rebuilt into the other
 buffer, dW_i = dz_i^T x_i, then dy_{i-1} = dz_i W_i written over x_i.
 
-Other devices, dtypes, autocast and backends run the loop of ``film_siren`` (per-layer kernels).
+Other devices, dtypes, autocast and backends run the loop of ``film_siren`` (per-layer kernels): the
+"triton" stack is that loop, as Triton has no stack kernel, and each layer then picks its own backend
+through film_siren's table (so "auto" keeps film_siren's per-precision choice). Under create_graph=True
+the native stack's backward returns the reference loop's gradients (_autograd.twin_grads).
 """
 from __future__ import annotations
 
@@ -20,7 +23,7 @@ from typing import Sequence
 
 import torch
 
-from . import _backend
+from . import _autograd, _backend
 from ._checks import check_same_device, check_same_dtype, check_tensor
 from .film import _autocast_dtype, _cpu_ops_available, _film_siren_impl, film_siren
 
@@ -96,16 +99,22 @@ def _film_stack_native(x, weights, biases, freqs, phases):
         t is not None and t.requires_grad for t in (x, *weights, *biases, *freqs, *phases))
     if (wants_grad and x.device.type == "cpu" and x.dtype in (torch.float32, torch.float64)
             and _cpu_ops_available() and _autocast_dtype("cpu") is None):
-        n = len(weights)
-        return _NativeFiLMStackFunction.apply(x, n, *weights, *biases, *freqs, *phases)
+        return _FiLMStackNative.apply(x, len(weights), *weights, *biases, *freqs, *phases)[0]
     return _film_stack_layers(x, weights, biases, freqs, phases)
 
 
-class _NativeFiLMStackFunction(torch.autograd.Function):
-    """Saves x, the parameters and the pre-activations z_0 .. z_{L-2} (see the module docstring)."""
+def _stack_twin(x, n, *params):
+    weights, biases, freqs, phases = (params[k * n:(k + 1) * n] for k in range(4))
+    return _film_siren_stack_impl(x, weights, biases, freqs, phases)
+
+
+class _FiLMStackNative(_autograd.FastPath):
+    """The native CPU stack (inputs x, n, *weights, *biases, *freqs, *phases). Returns (y, *pres):
+    the pre-activations z_0 .. z_{L-2} are outputs so that ``save`` can keep them (see the module
+    docstring); they carry no gradient."""
 
     @staticmethod
-    def forward(ctx, x, n, *params):
+    def compute(x, n, *params):
         weights, biases, freqs, phases = (params[k * n:(k + 1) * n] for k in range(4))
         pres = []
         h = x
@@ -115,21 +124,28 @@ class _NativeFiLMStackFunction(torch.autograd.Function):
                 pres.append(pre)                                        # [B, N, H_i], bias included
             else:
                 h = torch.ops.pigan.film_forward(h, weights[i], biases[i], freqs[i], phases[i])
-        ctx.n = n
-        ctx.save_for_backward(x, *params, *pres)
-        return h
+        return (h, *pres)
 
     @staticmethod
-    def backward(ctx, dy):
+    def save(ctx, inputs, output):
+        x, n, *params = inputs
+        pres = output[1:]
+        ctx.n = n
+        ctx.save_for_backward(x, *params, *pres)
+        ctx.mark_non_differentiable(*pres)
+        ctx.set_materialize_grads(False)                             # no zero tensors for the pres
+
+    @staticmethod
+    def backward(ctx, dy, *_):
+        if dy is None:                                                  # no gradient reached y
+            return (None,) * len(ctx.needs_input_grad)
         n = ctx.n
         x, *rest = ctx.saved_tensors
         weights, biases, freqs, phases = (rest[k * n:(k + 1) * n] for k in range(4))
         pres = rest[4 * n:]
         need = ctx.needs_input_grad                                     # (x, n, W.., b.., f.., p..)
         if torch.is_grad_enabled():
-            # The backward is itself differentiated (create_graph=True): the reference loop's
-            # gradients, built from differentiable torch ops on the saved inputs.
-            return _twin_stack_backward(need, dy, x, n, rest[:4 * n])
+            return _autograd.twin_grads(_stack_twin, (x, n, *rest[:4 * n]), need, (dy,))
         B, N, _ = x.shape
         M = B * N
         dw, db, dfreq, dphase = [None] * n, [None] * n, [None] * n, [None] * n
@@ -169,16 +185,6 @@ class _NativeFiLMStackFunction(torch.autograd.Function):
         dfreq = [d if need[2 + 2 * n + i] else None for i, d in enumerate(dfreq)]
         dphase = [d if need[2 + 3 * n + i] else None for i, d in enumerate(dphase)]
         return (dx, None, *dw, *db, *dfreq, *dphase)
-
-
-def _twin_stack_backward(need, dy, x, n, params):
-    inputs = (x, None, *params)
-    wrt = [t for t, k in zip(inputs, need) if k and t is not None]
-    weights, biases, freqs, phases = (params[k * n:(k + 1) * n] for k in range(4))
-    with torch.enable_grad():
-        y = _film_siren_stack_impl(x, weights, biases, freqs, phases)
-        grads = iter(torch.autograd.grad(y, wrt, dy, create_graph=True)) if wrt else iter(())
-    return tuple(next(grads) if k and t is not None else None for t, k in zip(inputs, need))
 
 
 STACK = _backend.Op("film_siren_stack", reference=_film_siren_stack_impl, native=_film_stack_native,

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import torch
 
-from . import _backend
+from . import _autograd, _backend
 from ._checks import check_same_device, check_tensor
 
 
@@ -171,34 +171,48 @@ def _sample_pdf_native(bins, weights, N_importance, det=False, eps=1e-5, u=None)
         # The kernel reproduces torch's CPU summation order for row-major weights; other layouts
         # make torch sum in another order, so take its total to stay bit-identical to the reference.
         total = torch.sum(weights + eps, -1)
-    return torch.ops.pigan.sample_pdf(bins, weights, u.detach().to(bins.dtype), float(eps), total)
+    return _SamplePdfNative.apply(bins, weights, u.detach().to(bins.dtype), float(eps), total)
 
 
 def _merge_native(z_coarse, z_fine):
     """Native implementation of ``merge_samples`` (values and indices identical to the twin's)."""
-    return torch.ops.pigan.merge_samples(z_coarse.to(z_fine.dtype), z_fine)
+    return _MergeNative.apply(z_coarse.to(z_fine.dtype), z_fine)
 
 
-def _merge_setup(ctx, inputs, output):
-    z_coarse, z_fine = inputs
-    ctx.s2 = z_fine.shape[2]
-    ctx.save_for_backward(output[1])
-    ctx.mark_non_differentiable(output[1])
+class _SamplePdfNative(_autograd.FastPath):
+    """torch.ops.pigan.sample_pdf and its autograd (registered on the op too): the samples are not
+    differentiable, as the twin's are not (it detaches bins and weights)."""
+
+    @staticmethod
+    def compute(bins, weights, u, eps, total):
+        return torch.ops.pigan.sample_pdf(bins, weights, u, eps, total)
+
+    @staticmethod
+    def save(ctx, inputs, output):
+        ctx.mark_non_differentiable(output)
 
 
-def _merge_backward(ctx, g_z, g_idx):
-    # z_all = cat([z_fine, z_coarse]).gather(idx): the gradient scatters back (differentiable itself).
-    (idx,) = ctx.saved_tensors
-    g_cat = torch.zeros_like(g_z).scatter(-2, idx.unsqueeze(-1), g_z)  # [B, R, S2+S1, 1]
-    return g_cat[:, :, ctx.s2:], g_cat[:, :, :ctx.s2]
+class _MergeNative(_autograd.FastPath):
+    """torch.ops.pigan.merge_samples and its autograd (registered on the op too). z_all is
+    cat([z_fine, z_coarse]).gather(idx), so the gradient scatters back: torch ops, differentiable
+    again as the twin's gather is."""
 
+    @staticmethod
+    def compute(z_coarse, z_fine):
+        return torch.ops.pigan.merge_samples(z_coarse, z_fine)
 
-def _sample_pdf_setup(ctx, inputs, output):
-    ctx.mark_non_differentiable(output)
+    @staticmethod
+    def save(ctx, inputs, output):
+        z_coarse, z_fine = inputs
+        ctx.s2 = z_fine.shape[2]
+        ctx.save_for_backward(output[1])
+        ctx.mark_non_differentiable(output[1])
 
-
-def _sample_pdf_backward(ctx, grad):  # never reached: the output is not differentiable
-    raise _backend.double_backward_error("sample_pdf")
+    @staticmethod
+    def backward(ctx, g_z, g_idx):
+        (idx,) = ctx.saved_tensors
+        g_cat = torch.zeros_like(g_z).scatter(-2, idx.unsqueeze(-1), g_z)  # [B, R, S2+S1, 1]
+        return g_cat[:, :, ctx.s2:], g_cat[:, :, :ctx.s2]
 
 
 @_backend.when_native_loaded
@@ -213,8 +227,8 @@ def _register_native():
 
     _backend.register_fake("pigan::sample_pdf", fake_sample_pdf)
     _backend.register_fake("pigan::merge_samples", fake_merge)
-    _backend.register_autograd("pigan::sample_pdf", _sample_pdf_backward, _sample_pdf_setup)
-    _backend.register_autograd("pigan::merge_samples", _merge_backward, _merge_setup)
+    _autograd.register_autograd("pigan::sample_pdf", _SamplePdfNative)
+    _autograd.register_autograd("pigan::merge_samples", _MergeNative)
 
 
 SAMPLE_PDF = _backend.Op("sample_pdf", reference=_sample_pdf_impl, native=_sample_pdf_native)

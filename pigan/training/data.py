@@ -6,9 +6,9 @@ import os
 
 import torch
 
-from .. import curriculums as C
-from ..cli import UsageError
+from ..common import UsageError
 from ..data import ProceduralShapes, build_dataset
+from ..model import curriculums as C
 from .distributed import barrier
 
 

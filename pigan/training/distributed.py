@@ -1,5 +1,6 @@
-"""Process rank and world size (torchrun's environment), device choice, process-group start and
-teardown, and the stop flag that SIGINT / SIGTERM raise and every rank agrees on."""
+"""Process rank and world size (torchrun's environment), process-group start and teardown, and the
+stop flag that SIGINT / SIGTERM raise and every rank agrees on. The device of a process is
+``pigan.common.pick_device(name, local_rank=local_rank())``."""
 from __future__ import annotations
 
 import gc
@@ -21,17 +22,6 @@ def world() -> int:
 
 def local_rank() -> int:
     return int(os.environ.get("LOCAL_RANK", "0"))
-
-
-def pick_device(spec: str) -> torch.device:
-    if spec == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda", local_rank() % torch.cuda.device_count())
-        return torch.device("cpu")
-    dev = torch.device(spec)
-    if dev.type == "cuda" and dev.index is None:
-        dev = torch.device("cuda", local_rank() % torch.cuda.device_count())
-    return dev
 
 
 def init_distributed(device_spec: str) -> bool:

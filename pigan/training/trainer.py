@@ -13,15 +13,15 @@ from pathlib import Path
 
 import torch
 
-from .. import curriculums as C
 from .. import imaging
-from ..cli import UsageError, writing
+from ..common import UsageError, pick_device, writing
+from ..model import curriculums as C
+from ..model.render_options import RenderOptions
 from ..render import render_images, yaw_sweep
-from ..render_options import RenderOptions
 from . import loss as L
-from .config import CHECKPOINT_NAME
+from .config import CHECKPOINT_NAME, TrainConfig
 from .data import StageData
-from .distributed import pick_device, rank, world
+from .distributed import local_rank, rank, world
 from .state import EMA, check_same_architecture, rng_state, seed_all
 from .step import accumulate_and_step, autocast, pick_precision
 
@@ -29,7 +29,7 @@ from .step import accumulate_and_step, autocast, pick_precision
 def model_configs(cur: dict) -> tuple[dict, dict]:
     """(generator_config, discriminator_config) in pigan.checkpoints' format, from the curriculum's
     model / generator / discriminator keys and our width options."""
-    from ..generators import SIREN_OPTIONS
+    from ..model.generators import SIREN_OPTIONS
 
     gen = {"class": cur.get("generator", "ImplicitGenerator3d"), "siren": cur.get("model", "SPATIALSIRENBASELINE"),
            "z_dim": int(cur.get("latent_dim", 256))}
@@ -58,14 +58,16 @@ def _betas(meta):
 
 
 class Trainer:
-    def __init__(self, args, cur: dict, resume_state: dict | None = None, device: torch.device | None = None):
-        self.args, self.cur = args, cur
+    def __init__(self, config: TrainConfig, cur: dict, resume_state: dict | None = None,
+                 device: torch.device | None = None):
+        """``config`` and ``cur`` as ``resolve_config`` returns them."""
+        self.config, self.cur = config, cur
         self.rank, self.world = rank(), world()
         self.distributed = self.world > 1
-        self.device = device or pick_device(args.device)
+        self.device = device or pick_device(config.device, local_rank=local_rank())
         self.is_main = self.rank == 0
-        self.out = Path(args.out)
-        seed_all(args.seed + self.rank)
+        self.out = Path(config.out)
+        seed_all(config.seed + self.rank)
 
         self.generator, self.discriminator = build_models(cur, self.device)
         if hasattr(self.generator, "set_device"):
@@ -83,7 +85,7 @@ class Trainer:
         self.opt_g = torch.optim.Adam(g_groups, lr=meta.get("gen_lr", 6e-5), betas=_betas(meta), weight_decay=wd)
         self.opt_d = torch.optim.Adam(self.discriminator.parameters(), lr=meta.get("disc_lr", 2e-4),
                                       betas=_betas(meta), weight_decay=wd)
-        self.amp_dtype = pick_precision(self.device, args.precision)
+        self.amp_dtype = pick_precision(self.device, config.precision)
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
 
         self.g_ddp, self.d_ddp = self.generator, self.discriminator
@@ -97,13 +99,13 @@ class Trainer:
         self.ema2 = EMA(self.generator, cur.get("ema2_decay", 0.9999))
 
         self.step, self.epoch, self.position = 0, 0, 0
-        self.fixed_z = torch.randn(args.num_samples, cur.get("latent_dim", 256),
+        self.fixed_z = torch.randn(config.num_samples, cur.get("latent_dim", 256),
                                    generator=torch.Generator().manual_seed(1234)).to(self.device)
         self.resume_rng = self.resume_data_key = None
         if resume_state is not None:
             self.load_state(resume_state)
         self.evaluator = None            # built at the first --eval-every step (see loop._evaluate)
-        self.data = StageData(cur, args.data, args.seed, args.num_images, args.num_workers, self.rank,
+        self.data = StageData(cur, config.data, config.seed, config.num_images, config.num_workers, self.rank,
                               self.world, self.device)
 
     def _rng_devices(self):
@@ -132,7 +134,7 @@ class Trainer:
         }
 
     def load_state(self, state: dict):
-        check_same_architecture(state, self.generator, self.discriminator, self.args.resume)
+        check_same_architecture(state, self.generator, self.discriminator, self.config.resume)
         self.generator.load_state_dict(state["generator"])
         self.discriminator.load_state_dict(state["discriminator"])
         tr = state["training"]
@@ -226,7 +228,7 @@ class Trainer:
 
         d_parts, d_norm = accumulate_and_step(
             d_loss_fn, split, self.opt_d, self.discriminator.parameters(), self.scaler,
-            meta.get("grad_clip", 10), self.d_ddp if self.distributed else None)
+            meta.get("grad_clip", 10), self.d_ddp if self.distributed else None, summed_in_pigan=False)
 
         # ---------------- generator: the discriminator runs outside DDP with its grads off
         self.discriminator.requires_grad_(False)
@@ -244,7 +246,7 @@ class Trainer:
 
         g_parts, g_norm = accumulate_and_step(
             g_loss_fn, split, self.opt_g, self.generator.parameters(), self.scaler,
-            meta.get("grad_clip", 0.3), self.g_ddp if self.distributed else None)
+            meta.get("grad_clip", 0.3), self.g_ddp if self.distributed else None, summed_in_pigan=True)
         self.scaler.update()
         self.opt_g.zero_grad(set_to_none=True)
         self.discriminator.requires_grad_(True)

@@ -1,17 +1,12 @@
-"""Training data: image folders (CelebA-style) and an embedded procedural 3-D dataset.
-
-Both datasets return ``(image [3, H, W] in [-1, 1], pose [2] = (pitch, yaw))``; an image folder has
-no poses, so its pose is NaN. Random horizontal flips are left to the caller by default
-(``flip=False``): the trainer flips with a step-seeded generator so that a resumed run sees exactly
-the images an uninterrupted one would.
-"""
+"""The embedded procedural 3-D datasets ("shapes" and "faces"): analytic scenes rendered at cameras
+drawn like pi-GAN's, generated on first use and cached; each item is ``(image [3, H, W] in [-1, 1],
+pose [2] = (pitch, yaw))``."""
 from __future__ import annotations
 
 import hashlib
 import json
 import math
 import os
-import tempfile
 import warnings
 from pathlib import Path
 
@@ -20,9 +15,9 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import Dataset
 
-from .ops.rays import create_cam2world_matrix, get_initial_rays_trig, normalize_vecs, sample_camera_positions
+from ..common import atomic_save
+from ..ops.rays import create_cam2world_matrix, get_initial_rays_trig, normalize_vecs, sample_camera_positions
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png")
 # Names of the embedded datasets -> their variant: "shapes" are ellipsoids at random orientations (only
 # the lighting shows the camera); "faces" are upright heads facing the mean camera, so that every
 # image shows its camera pose, as aligned face photos do.
@@ -34,108 +29,6 @@ LIGHT, AMBIENT = (-0.4, 0.6, 1.0), 0.35
 _CACHE_VERSION = 1
 
 
-# ---------------------------------------------------------------------------------------------
-# Image folders
-# ---------------------------------------------------------------------------------------------
-
-def _load_rgb(path: Path):
-    from PIL import Image
-
-    with Image.open(path) as im:
-        im.load()
-        return im.convert("RGB")
-
-
-def _square_crop_resize(im, img_size: int, crop_fraction: float):
-    from PIL import Image
-
-    w, h = im.size
-    side = min(w, h) * crop_fraction
-    left, top = (w - side) / 2, (h - side) / 2
-    im = im.crop((round(left), round(top), round(left + side), round(top + side)))
-    return im.resize((img_size, img_size), Image.Resampling.LANCZOS)
-
-
-def _to_tensor(im) -> torch.Tensor:
-    arr = np.asarray(im, dtype=np.uint8)                                  # [H, W, 3]
-    return torch.from_numpy(arr.copy()).permute(2, 0, 1).float().div_(127.5).sub_(1.0)
-
-
-class ImageFolder(Dataset):
-    """Every .jpg/.jpeg/.png under ``root`` (recursive), centre-cropped to a square, resized to
-    ``img_size``, optionally flipped at random, normalised to [-1, 1].
-
-    ``crop_fraction`` < 1 keeps only the central part of the square (CelebA in pi-GAN: 0.8).
-    Files whose header cannot be read are skipped at construction and counted
-    (``num_skipped``, with one warning); a file that fails later while decoding is replaced by the
-    next readable one and counted in ``num_failed_loads``.
-    """
-
-    def __init__(self, root, img_size: int, flip: bool = False, crop_fraction: float = 1.0,
-                 extensions=IMAGE_EXTENSIONS):
-        if not isinstance(img_size, int) or img_size < 1:
-            raise ValueError(f"img_size must be a positive int, got {img_size!r}")
-        if not 0 < crop_fraction <= 1:
-            raise ValueError(f"crop_fraction must be in (0, 1], got {crop_fraction!r}")
-        root = Path(root).expanduser()
-        if not root.exists():
-            raise FileNotFoundError(f"data folder {str(root)!r} does not exist")
-        if not root.is_dir():
-            raise NotADirectoryError(f"data folder {str(root)!r} is not a directory")
-        exts = tuple(e.lower() for e in extensions)
-        candidates = sorted(p for p in root.rglob("*") if p.suffix.lower() in exts and p.is_file())
-        if not candidates:
-            raise ValueError(f"data folder {str(root)!r} contains no images ({', '.join(exts)}), "
-                             "searched recursively")
-        from PIL import Image
-
-        good, bad = [], []
-        for p in candidates:
-            try:
-                with Image.open(p) as im:
-                    im.verify()        # header and structure only: cheap even for 200k files
-                good.append(p)
-            except Exception:
-                bad.append(p)
-        if not good:
-            raise ValueError(f"none of the {len(candidates)} image files under {str(root)!r} could be "
-                             f"read (first: {str(bad[0])!r})")
-        if bad:
-            warnings.warn(f"skipped {len(bad)} unreadable image file(s) of {len(candidates)} under "
-                          f"{str(root)!r} (first: {str(bad[0])!r})", RuntimeWarning, stacklevel=2)
-        self.root, self.files, self.skipped = root, good, bad
-        self.img_size, self.flip, self.crop_fraction = img_size, flip, crop_fraction
-        self.num_failed_loads = 0
-
-    @property
-    def num_skipped(self) -> int:
-        return len(self.skipped)
-
-    def __len__(self):
-        return len(self.files)
-
-    def __getitem__(self, index):
-        for attempt in range(len(self.files)):
-            path = self.files[(index + attempt) % len(self.files)]
-            try:
-                im = _load_rgb(path)
-                break
-            except Exception as exc:
-                self.num_failed_loads += 1
-                warnings.warn(f"could not decode {str(path)!r} ({type(exc).__name__}: {exc}); using the "
-                              f"next image ({self.num_failed_loads} failed so far)", RuntimeWarning)
-        else:
-            raise RuntimeError(f"no image under {str(self.root)!r} could be decoded")
-        x = _to_tensor(_square_crop_resize(im, self.img_size, self.crop_fraction))
-        if self.flip and torch.rand(()) < 0.5:
-            x = x.flip(-1)
-        return x, torch.full((2,), float("nan"))
-
-
-# ---------------------------------------------------------------------------------------------
-# Procedural 3-D shapes
-# ---------------------------------------------------------------------------------------------
-
 def cache_dir() -> Path:
     """$PIGAN_CACHE, else $XDG_CACHE_HOME/pigan-kernels, else ~/.cache/pigan-kernels."""
     env = os.environ.get("PIGAN_CACHE")
@@ -143,21 +36,6 @@ def cache_dir() -> Path:
         return Path(env).expanduser()
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
     return Path(base) / "pigan-kernels"
-
-
-def _atomic_torch_save(obj, path: Path):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def _random_rotations(rng: np.random.Generator, n: int) -> np.ndarray:
@@ -399,7 +277,7 @@ class ProceduralShapes(Dataset):
             data = generate_procedural(num_images, render_size, seed, cam, background, variant=variant)
             if self.cache_path is not None:
                 try:
-                    _atomic_torch_save(data, self.cache_path)
+                    atomic_save(data, self.cache_path)
                 except (OSError, RuntimeError) as exc:     # torch.save's zip writer raises RuntimeError
                     warnings.warn(f"could not write dataset cache {str(self.cache_path)!r}: {exc}",
                                   RuntimeWarning)
@@ -424,15 +302,3 @@ class ProceduralShapes(Dataset):
         if self.flip and torch.rand(()) < 0.5:
             x = x.flip(-1)
         return x, self.poses[index]
-
-
-def build_dataset(data: str | os.PathLike | None, img_size: int, camera: dict | None = None, seed: int = 0,
-                  num_images: int = 2048, render_size: int | None = None, flip: bool = False,
-                  crop_fraction: float = 1.0, verbose: bool = False):
-    """``data`` names an embedded dataset ("procedural" (or None) for the shapes, "faces" for the heads;
-    see PROCEDURAL_VARIANTS), else it is an image folder."""
-    if data is None or str(data).lower() in PROCEDURAL_NAMES:
-        variant = PROCEDURAL_VARIANTS[str(data or "procedural").lower()]
-        return ProceduralShapes(img_size=img_size, num_images=num_images, seed=seed, camera=camera,
-                                render_size=render_size, flip=flip, verbose=verbose, variant=variant)
-    return ImageFolder(data, img_size=img_size, flip=flip, crop_fraction=crop_fraction)

@@ -1,22 +1,27 @@
-"""Start poses for `pigan invert --fit-pose`: a grid around the mean pose, or the pose an encoder
-discriminator's position head predicts."""
+"""Start poses for pose fitting (`pigan invert --fit-pose`): a grid around the mean pose, or the pose an
+encoder discriminator's position head predicts; and ``one_image``, the image check the fit shares."""
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
 
-from .render_options import RenderOptions
+from ..checkpoints import load_discriminator
+from ..common import UsageError
+from ..model import curriculums as C
+from ..model.render_options import RenderOptions
+
+__all__ = ["one_image", "pose_grid", "discriminator_pose", "checkpoint_pose_head"]
 
 
 def one_image(image, square: bool = False) -> torch.Tensor:
-    """``image`` ([3, H, W] or [1, 3, H, W]) as [1, 3, H, W] float; a clear ValueError otherwise."""
+    """``image`` ([3, H, W] or [1, 3, H, W]) as [1, 3, H, W] float; a UsageError (a ValueError) otherwise."""
     if not isinstance(image, torch.Tensor) or image.dim() not in (3, 4) or image.shape[-3] != 3:
-        raise ValueError(f"image must be a tensor [3, H, W] or [1, 3, H, W], got "
+        raise UsageError(f"image must be a tensor [3, H, W] or [1, 3, H, W], got "
                          f"{tuple(image.shape) if isinstance(image, torch.Tensor) else type(image).__name__}")
     if image.dim() == 4 and image.shape[0] != 1:
-        raise ValueError(f"image must hold one image, got a batch of {image.shape[0]}")
+        raise UsageError(f"image must hold one image, got a batch of {image.shape[0]}")
     if square and image.shape[-1] != image.shape[-2]:
-        raise ValueError(f"image must be square, got {tuple(image.shape[-2:])}")
+        raise UsageError(f"image must be square, got {tuple(image.shape[-2:])}")
     return image.reshape(1, *image.shape[-3:]).float()
 
 
@@ -50,7 +55,7 @@ def discriminator_pose(discriminator, image: torch.Tensor, alpha: float = 1.0, s
     finally:
         discriminator.train(was_training)
     if not isinstance(out, tuple) or len(out) != 3 or out[2] is None or out[2].shape[-1] != 2:
-        raise ValueError(f"{type(discriminator).__name__} has no position head (it must return "
+        raise UsageError(f"{type(discriminator).__name__} has no position head (it must return "
                          f"(prediction, latent, position [B, 2]))")
     pitch, yaw = out[2][0].float().tolist()
     return pitch, yaw
@@ -59,8 +64,6 @@ def discriminator_pose(discriminator, image: torch.Tensor, alpha: float = 1.0, s
 def checkpoint_pose_head(path, ckpt: dict, device):
     """(discriminator, alpha, size) of a checkpoint whose curriculum trained D's position head
     (pos_lambda > 0), with the fade-in and resolution of its saved step; None otherwise."""
-    from . import curriculums as C
-    from .checkpoints import load_discriminator
     config = ckpt.get("config") or {}
     if not config.get("pos_lambda", 0) > 0 or "discriminator" not in ckpt:
         return None
