@@ -56,12 +56,13 @@ std::string cpu_isa_supported();
 #define PIGAN_ALWAYS_INLINE inline
 #endif
 
-// The variant of `name` (defined by PIGAN_FOR_EACH_ISA as name##_baseline, _avx2, _avx512) for isa.
+// The variant of `name` (defined by PIGAN_FOR_EACH_ISA as name##_baseline, _avx2, _avx512) for isa;
+// template arguments, if any, follow: PIGAN_ISA_PICK(f, isa, <T, NC>).
 #if PIGAN_HAVE_ISA_VARIANTS
-#define PIGAN_ISA_PICK(name, isa)                                                  \
-  ((isa) == ::pigan::CpuIsa::kAvx512 ? &name##_avx512                              \
-   : (isa) == ::pigan::CpuIsa::kAvx2 ? &name##_avx2                                \
-                                     : &name##_baseline)
+#define PIGAN_ISA_PICK(name, isa, ...)                                             \
+  ((isa) == ::pigan::CpuIsa::kAvx512 ? &name##_avx512 __VA_ARGS__                  \
+   : (isa) == ::pigan::CpuIsa::kAvx2 ? &name##_avx2 __VA_ARGS__                    \
+                                     : &name##_baseline __VA_ARGS__)
 #else
-#define PIGAN_ISA_PICK(name, isa) (&name##_baseline)
+#define PIGAN_ISA_PICK(name, isa, ...) (&name##_baseline __VA_ARGS__)
 #endif
