@@ -123,6 +123,28 @@ def test_film_layer(benchmark, device, precision, kind, backward):
                  skip_on_error=kind == "compile", points=points, B=B, precision=precision)
 
 
+@pytest.mark.parametrize("kind", ["native", "addmm", "reference", "compile"])
+@pytest.mark.parametrize("points", [2 ** 15, 2 ** 20])
+def test_film_isa_forward(benchmark, points, kind):
+    """The CPU layer forward at one sample (x [1, N, 256]) per ISA level of pigan._C's row loops: run
+    once as is and once with PIGAN_CPU_ISA=baseline (the level is in extra_info and the group name),
+    `pytest benchmarks -k film_isa --benchmark-only`. addmm is the same GEMM with its bias, the
+    floor the fused layer is measured against; reference the eager formula; compile its
+    torch.compile (first call excluded)."""
+    import pigan._C
+    if kind == "native":
+        skip_unless_backend(kind, "cpu")
+    points = 512 if TINY else points
+    isa = pigan._C.cpu_isa()
+    benchmark.group = f"film fwd 256->256 cpu fp32 B=1 {points} points, pigan cpu_isa={isa}"
+    ts = layer_inputs(1, points, H, torch.float32, "cpu", False)
+    with torch.no_grad():
+        fn = make_fn(kind, ts, False, ("isa", points))
+        run_case(benchmark, lambda: fn(), "cpu", kind=kind, ours=kind == "native",
+                 rounds=10 if points <= 2 ** 15 else 3, skip_on_error=kind == "compile", points=points, B=1,
+                 precision="fp32")
+
+
 def _siren_model_and_inputs(device, N, B=2):
     from pigan.siren import SPATIALSIRENBASELINE
     torch.manual_seed(0)
