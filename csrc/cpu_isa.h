@@ -11,7 +11,8 @@
 // core of x86-64-v3; avx512 = x86-64-v4 (AVX-512 F/CD/BW/DQ/VL) with 512-bit vectors. The attributes
 // list ISA extensions rather than arch=x86-64-v3: GCC refuses to inline a function into one with a
 // different arch=, and the loops rely on inlining the default-target helpers into each variant.
-// Host-only: keep it out of CUDA translation units. Non-x86 builds have the baseline level only.
+// Host-only: keep it out of CUDA translation units. Builds other than GCC on x86-64 (aarch64, clang)
+// have the baseline level only.
 #pragma once
 
 #include <string>
@@ -29,7 +30,7 @@ std::string cpu_isa_supported();
 
 }  // namespace pigan
 
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__CUDACC__)
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && !defined(__CUDACC__)
 #define PIGAN_HAVE_ISA_VARIANTS 1
 #define PIGAN_ISA_ATTR_baseline
 #define PIGAN_ISA_ATTR_avx2 __attribute__((target("avx,avx2,fma,bmi,bmi2,f16c,lzcnt,movbe,popcnt")))
@@ -52,8 +53,10 @@ std::string cpu_isa_supported();
 
 #if defined(__GNUC__)
 #define PIGAN_ALWAYS_INLINE inline __attribute__((always_inline))
+#define PIGAN_NOINLINE __attribute__((noinline))
 #else
 #define PIGAN_ALWAYS_INLINE inline
+#define PIGAN_NOINLINE
 #endif
 
 // The variant of `name` (defined by PIGAN_FOR_EACH_ISA as name##_baseline, _avx2, _avx512) for isa;

@@ -114,12 +114,12 @@ PIGAN_ALWAYS_INLINE void bwd_row_fast_body(float* dz, const float* z, const floa
 // The libm rows stay out of line: inlined into an FMA variant, their argument would be contracted and
 // round differently from the baseline build's.
 template <typename T>
-__attribute__((noinline)) void sine_row_libm(T* y, const T* z, const T* b, const T* f, const T* p, int64_t H) {
+PIGAN_NOINLINE void sine_row_libm(T* y, const T* z, const T* b, const T* f, const T* p, int64_t H) {
   for (int64_t h = 0; h < H; ++h) y[h] = std::sin(f[h] * (z[h] + b[h]) + p[h]);
 }
 
 template <typename T>
-__attribute__((noinline)) void bwd_row_libm(T* dz, const T* z, const T* dy, const T* b, const T* f, const T* p,
+PIGAN_NOINLINE void bwd_row_libm(T* dz, const T* z, const T* dy, const T* b, const T* f, const T* p,
                                             T* sgz, T* sg, int64_t H) {
   for (int64_t h = 0; h < H; ++h) {
     const T v = z[h] + b[h];
@@ -157,7 +157,7 @@ struct FloatRows {
 
 const FloatRows& float_rows() {
   static const FloatRows rows = [] {
-    const pigan::CpuIsa isa = pigan::cpu_isa();
+    [[maybe_unused]] const pigan::CpuIsa isa = pigan::cpu_isa();
     return FloatRows{PIGAN_ISA_PICK(sine_row, isa), PIGAN_ISA_PICK(add_row, isa), PIGAN_ISA_PICK(bwd_row, isa)};
   }();
   return rows;
