@@ -12,10 +12,11 @@
 //   film_bwd_pre_(dy, z, freq, phase)                   the same from a saved z (bias included), writing
 //                                                      dz over dy
 // z and dy are contiguous [B, N, H]; freq and phase are [B, H] of any float dtype. Float rows use a
-// branch-free sin/cos that GCC vectorises, compiled for AVX-512, AVX2 + FMA and baseline x86-64 (cpu_isa.h
-// picks one at load time; PIGAN_CPU_ISA forces one); double uses std::sin/std::cos (it exists for gradcheck). Half and bfloat16
-// layers run their GEMM blocks in fp32 (widened operands), so z and the sine argument are fp32 as in
-// the Triton kernels; the backward epilogue takes float or double (callers widen half/bfloat16).
+// branch-free sin/cos that GCC vectorises, compiled for AVX-512, AVX2 + FMA and baseline x86-64
+// (cpu_isa.h picks one at load time; PIGAN_CPU_ISA forces one); double uses std::sin/std::cos (it
+// exists for gradcheck). Half and bfloat16 layers run their GEMM blocks in fp32 (widened operands),
+// so z and the sine argument are fp32 as in the Triton kernels; the backward epilogue takes float or
+// double (callers widen half/bfloat16).
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 #include <torch/library.h>
