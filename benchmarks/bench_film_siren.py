@@ -11,6 +11,7 @@ Memory: bytes saved for backward per sample point by SPATIALSIRENBASELINE (extra
 collects bench_*.py itself, so naming the file collects every case twice).
 """
 import contextlib
+import time
 
 import pytest
 import torch
@@ -121,6 +122,74 @@ def test_film_layer(benchmark, device, precision, kind, backward):
         fn = make_fn(kind, ts, backward, (precision, backward))
         run_case(benchmark, fn, device, kind=kind, ours=kind in OURS, rounds=10 if device == "cuda" else 5,
                  skip_on_error=kind == "compile", points=points, B=B, precision=precision)
+
+
+@pytest.mark.parametrize("kind", ["native", "addmm", "reference", "compile"])
+@pytest.mark.parametrize("points", [2 ** 15, 2 ** 20])
+def test_film_isa_forward(benchmark, points, kind):
+    """The CPU layer forward at one sample (x [1, N, 256]) per ISA level of pigan._C's row loops: run
+    once as is and once with PIGAN_CPU_ISA=baseline (the level is in extra_info and the group name),
+    `pytest benchmarks -k film_isa --benchmark-only`. addmm is the same GEMM with its bias, the
+    floor the fused layer is measured against; reference the eager formula; compile its
+    torch.compile (first call excluded)."""
+    import pigan._C
+    if kind == "native":
+        skip_unless_backend(kind, "cpu")
+    points = 512 if TINY else points
+    isa = pigan._C.cpu_isa()
+    benchmark.group = f"film fwd 256->256 cpu fp32 B=1 {points} points, pigan cpu_isa={isa}"
+    ts = layer_inputs(1, points, H, torch.float32, "cpu", False)
+    with torch.no_grad():
+        fn = make_fn(kind, ts, False, ("isa", points))
+        run_case(benchmark, lambda: fn(), "cpu", kind=kind, ours=kind == "native",
+                 rounds=10 if points <= 2 ** 15 else 3, skip_on_error=kind == "compile", points=points, B=1,
+                 precision="fp32")
+
+
+@pytest.mark.parametrize("points", [2 ** 15, 2 ** 20])
+def test_film_isa_forward_paired(benchmark, points):
+    """test_film_isa_forward's four kinds timed round-robin, one call of each per round, for a shared
+    machine: the load moves between the cases of a sequential run (its ratios can swing by 2x there),
+    much less between adjacent calls. extra_info has each kind's median and min and the median over
+    rounds of native / addmm of the same round (paired_native_vs_addmm); the timed stat is a round."""
+    import statistics
+    import pigan._C
+    skip_unless_backend("native", "cpu")
+    points = 512 if TINY else points
+    isa = pigan._C.cpu_isa()
+    benchmark.group = f"film fwd 256->256 cpu fp32 B=1 {points} points, round-robin, pigan cpu_isa={isa}"
+    ts = layer_inputs(1, points, H, torch.float32, "cpu", False)
+    times, warmup = {}, {}
+    with torch.no_grad():
+        fns = {}
+        for kind in ("native", "addmm", "reference", "compile"):
+            fn = make_fn(kind, ts, False, ("isa", points))
+            t0 = time.perf_counter()
+            try:
+                fn()
+            except Exception as exc:  # torch.compile unavailable: the other kinds still run
+                warmup[kind] = f"{type(exc).__name__}: {str(exc)[:200]}"
+                continue
+            warmup[kind] = round(time.perf_counter() - t0, 4)
+            fns[kind], times[kind] = fn, []
+
+        def one_round():
+            for kind, fn in fns.items():
+                t0 = time.perf_counter()
+                fn()
+                times[kind].append(time.perf_counter() - t0)
+
+        benchmark.extra_info.update(**machine_info(), device="cpu", kind="round-robin", ours=False, points=points,
+                                    B=1, precision="fp32", warmup_s=warmup)
+        rounds = 2 if TINY else (20 if points <= 2 ** 15 else 5)
+        benchmark.pedantic(one_round, rounds=rounds, warmup_rounds=0, iterations=1)
+    for kind, ts_ in times.items():
+        benchmark.extra_info[f"{kind}_median_s"] = statistics.median(ts_)
+        benchmark.extra_info[f"{kind}_min_s"] = min(ts_)
+    for kind in ("reference", "compile", "native"):
+        if kind in times:
+            benchmark.extra_info[f"paired_{kind}_vs_addmm"] = statistics.median(
+                a / b for a, b in zip(times[kind], times["addmm"]))
 
 
 def _siren_model_and_inputs(device, N, B=2):

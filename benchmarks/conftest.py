@@ -111,6 +111,11 @@ def machine_info():
     except OSError:
         pass
     info["threads"] = torch.get_num_threads()
+    try:  # the ISA level of pigan._C's own vectorised CPU loops (PIGAN_CPU_ISA forces one)
+        import pigan._C
+        info["cpu_isa"] = pigan._C.cpu_isa()
+    except (ImportError, AttributeError):
+        info["cpu_isa"] = None
     return info
 
 

@@ -10,6 +10,7 @@
 #include <torch/version.h>
 #endif
 
+#include "cpu_isa.h"
 #ifdef PIGAN_WITH_CUDA
 #include "render_cuda.h"
 #endif
@@ -24,6 +25,9 @@ namespace py = pybind11;
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.doc() = "pigan-kernels native ops (C++ CPU kernels; CUDA kernels when built with a toolkit)";
+  // A bad PIGAN_CPU_ISA fails the import (pybind11 turns the exception into an ImportError with its
+  // message) rather than the first op call in some later thread.
+  pigan::cpu_isa();
   m.def("has_cuda", [] {
 #ifdef PIGAN_WITH_CUDA
     return true;
@@ -42,8 +46,14 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
 #endif
     d["torch_version"] = std::string(TORCH_VERSION);
     d["cpu_capability"] = at::get_cpu_capability();
+    d["cpu_isa"] = pigan::cpu_isa_name(pigan::cpu_isa());
+    d["cpu_isa_supported"] = pigan::cpu_isa_supported();
     return d;
-  }, "How pigan._C was built: CUDA kernels present, CUDA runtime version, torch version.");
+  }, "How pigan._C was built: CUDA kernels present, CUDA runtime version, torch version, the ISA level "
+     "of pigan's own vectorised CPU loops (cpu_isa) and the levels this CPU supports.");
+  m.def("cpu_isa", [] { return std::string(pigan::cpu_isa_name(pigan::cpu_isa())); },
+        "The ISA level of pigan's vectorised CPU loops: 'avx512', 'avx2' (AVX2 + FMA) or 'baseline'; the "
+        "best the CPU supports unless $PIGAN_CPU_ISA (read once, at import) forces one.");
   m.def("_set_poison_outputs", [](bool on) { pigan::poison_outputs() = on; },
         "Tests: fill every output with NaN (-1 for indices) before the kernels write it.");
   m.def("_poison_outputs", [] { return pigan::poison_outputs(); });

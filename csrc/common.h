@@ -11,14 +11,6 @@
 #define PIGAN_HD inline
 #endif
 
-// Host loops that GCC vectorises: one clone per x86 ISA level (AVX-512, AVX2, baseline), the best
-// one picked when the library loads.
-#if defined(__GNUC__) && !defined(__clang__) && !defined(__CUDACC__) && (defined(__x86_64__) || defined(__i386__))
-#define PIGAN_TARGET_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
-#else
-#define PIGAN_TARGET_CLONES
-#endif
-
 namespace pigan {
 
 enum ClampMode : int { kRelu = 0, kSoftplus = 1, kNoActivation = 2 };

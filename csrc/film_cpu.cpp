@@ -12,17 +12,21 @@
 //   film_bwd_pre_(dy, z, freq, phase)                   the same from a saved z (bias included), writing
 //                                                      dz over dy
 // z and dy are contiguous [B, N, H]; freq and phase are [B, H] of any float dtype. Float rows use a
-// branch-free sin/cos that GCC vectorises, compiled for AVX-512, AVX2 and baseline x86-64 (target_clones
-// picks one at load time); double uses std::sin/std::cos (it exists for gradcheck). Half and bfloat16
-// layers run their GEMM blocks in fp32 (widened operands), so z and the sine argument are fp32 as in
-// the Triton kernels; the backward epilogue takes float or double (callers widen half/bfloat16).
+// branch-free sin/cos that GCC vectorises, compiled for AVX-512, AVX2 + FMA and baseline x86-64
+// (cpu_isa.h picks one at load time; PIGAN_CPU_ISA forces one); double uses std::sin/std::cos (it
+// exists for gradcheck). Half and bfloat16 layers run their GEMM blocks in fp32 (widened operands),
+// so z and the sine argument are fp32 as in the Triton kernels; the backward epilogue takes float or
+// double (callers widen half/bfloat16).
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 #include <torch/library.h>
 
+#include <algorithm>
 #include <cmath>
+#include <cstdint>
 
 #include "common.h"
+#include "cpu_isa.h"
 #include "render_checks.h"
 
 namespace {
@@ -34,20 +38,28 @@ using pigan::check_float;
 constexpr int64_t kChunk = 256;        // rows of one sample per backward task (one partial-sum row)
 constexpr float kMaxFastArg = 8192.f;  // beyond this the 3-part pi/2 reduction loses bits: use libm
 
-// sin(r + q * pi/2) for the quadrant q of x, via Cody-Waite reduction and Cephes' minimax polynomials
-// on [-pi/4, pi/4] (about 1 ulp there). `shift` = 0 gives sin, 1 gives cos.
-inline float quadrant_sin(float x, int shift) {
-  const float jf = (x * 0.636619772367581343f + 12582912.f) - 12582912.f;  // round-to-nearest(x*2/pi)
+// sin(x + shift * pi/2) via Cody-Waite reduction to r in [-pi/4, pi/4] and Cephes' minimax polynomials
+// there (about 1 ulp), for |x| <= kMaxFastArg. Branch-free: the quadrant q picks the sine or cosine
+// polynomial and the sign by bit masks, not by a conditional, so that GCC vectorises loops of it for
+// every ISA level (a float select on an integer condition kept the AVX2 loop scalar). q comes from the
+// bits of the rounded x * 2/pi (1.5 * 2^23 added puts the integer in the low mantissa bits), which
+// also saves a float-to-int conversion. Where FMA is available GCC contracts the reduction and the
+// polynomials, which only makes them more accurate.
+PIGAN_ALWAYS_INLINE float quadrant_sin(float x, uint32_t shift) {
+  constexpr float magic = 12582912.f;
+  const float t = x * 0.636619772367581343f + magic;
+  const float jf = t - magic;                                   // round-to-nearest(x * 2/pi)
   float r = x - jf * 1.5703125f;
   r = r - jf * 4.837512969970703125e-4f;
   r = r - jf * 7.54978995489188216e-8f;
-  const int q = static_cast<int>(jf) + shift;
+  const uint32_t q = __builtin_bit_cast(uint32_t, t) - __builtin_bit_cast(uint32_t, magic) + shift;
   const float r2 = r * r;
   const float s = r + r * r2 * (-1.6666654611e-1f + r2 * (8.3321608736e-3f + r2 * -1.9515295891e-4f));
   const float c = 1.f - 0.5f * r2 +
                   r2 * r2 * (4.166664568298827e-2f + r2 * (-1.388731625493765e-3f + r2 * 2.443315711809948e-5f));
-  const float v = (q & 1) ? c : s;
-  return (q & 2) ? -v : v;
+  const uint32_t odd = 0u - (q & 1u);                           // all ones in quadrants 1 and 3: cosine
+  const uint32_t v = (__builtin_bit_cast(uint32_t, c) & odd) | (__builtin_bit_cast(uint32_t, s) & ~odd);
+  return __builtin_bit_cast(float, v ^ ((q & 2u) << 30));       // quadrants 2 and 3: negated
 }
 
 // Row passes. A row is H values of one point; b is the bias row (zeros when the values already hold it),
@@ -58,41 +70,58 @@ inline float quadrant_sin(float x, int shift) {
 // Float rows use the polynomial sine unless some |a| of the row exceeds kMaxFastArg (never in
 // practice): then libm does the row. The test is an OR-reduction (not a max) so that it vectorises
 // without fast-math.
-PIGAN_TARGET_CLONES bool arg_too_large(const float* __restrict z, const float* __restrict b, const float* __restrict f,
-                                const float* __restrict p, int64_t H) {
+//
+// The float passes are written once (the *_body functions, always inlined) and compiled per ISA level
+// (cpu_isa.h). Results go through a small local tile before the store to y / dz: those may alias the
+// inputs exactly (in place), and with the inputs' unknown aliasing GCC would vectorise only behind a
+// run-time overlap check that an in-place call fails; a local array aliases nothing.
+constexpr int64_t kTile = 128;
+
+PIGAN_ALWAYS_INLINE bool arg_too_large_body(const float* __restrict z, const float* __restrict b,
+                                            const float* __restrict f, const float* __restrict p, int64_t H) {
   int bad = 0;
   for (int64_t h = 0; h < H; ++h) bad |= std::fabs(f[h] * (z[h] + b[h]) + p[h]) > kMaxFastArg;
   return bad != 0;
 }
 
-PIGAN_TARGET_CLONES void sine_row_fast(float* y, const float* z, const float* __restrict b, const float* __restrict f,
-                                const float* __restrict p, int64_t H) {
-  for (int64_t h = 0; h < H; ++h) y[h] = quadrant_sin(f[h] * (z[h] + b[h]) + p[h], 0);
-}
-
-PIGAN_TARGET_CLONES void add_row(float* __restrict z, const float* __restrict b, int64_t H) {
-  for (int64_t h = 0; h < H; ++h) z[h] += b[h];
-}
-
-PIGAN_TARGET_CLONES void bwd_row_fast(float* dz, const float* z, const float* dy, const float* __restrict b,
-                               const float* __restrict f, const float* __restrict p, float* __restrict sgz,
-                               float* __restrict sg, int64_t H) {
-  for (int64_t h = 0; h < H; ++h) {
-    const float v = z[h] + b[h];
-    const float g = dy[h] * quadrant_sin(f[h] * v + p[h], 1);
-    sgz[h] += g * v;
-    sg[h] += g;
-    dz[h] = g * f[h];
+PIGAN_ALWAYS_INLINE void sine_row_fast_body(float* y, const float* z, const float* __restrict b,
+                                            const float* __restrict f, const float* __restrict p, int64_t H) {
+  for (int64_t h0 = 0; h0 < H; h0 += kTile) {
+    const int64_t n = std::min(kTile, H - h0);
+    float tile[kTile];
+    for (int64_t i = 0; i < n; ++i) tile[i] = quadrant_sin(f[h0 + i] * (z[h0 + i] + b[h0 + i]) + p[h0 + i], 0);
+    for (int64_t i = 0; i < n; ++i) y[h0 + i] = tile[i];
   }
 }
 
+PIGAN_ALWAYS_INLINE void bwd_row_fast_body(float* dz, const float* z, const float* dy, const float* __restrict b,
+                                           const float* __restrict f, const float* __restrict p,
+                                           float* __restrict sgz, float* __restrict sg, int64_t H) {
+  for (int64_t h0 = 0; h0 < H; h0 += kTile) {
+    const int64_t n = std::min(kTile, H - h0);
+    float tile[kTile];
+    for (int64_t i = 0; i < n; ++i) {
+      const int64_t h = h0 + i;
+      const float v = z[h] + b[h];
+      const float g = dy[h] * quadrant_sin(f[h] * v + p[h], 1);
+      sgz[h] += g * v;
+      sg[h] += g;
+      tile[i] = g * f[h];
+    }
+    for (int64_t i = 0; i < n; ++i) dz[h0 + i] = tile[i];
+  }
+}
+
+// The libm rows stay out of line: inlined into an FMA variant, their argument would be contracted and
+// round differently from the baseline build's.
 template <typename T>
-void sine_row_libm(T* y, const T* z, const T* b, const T* f, const T* p, int64_t H) {
+PIGAN_NOINLINE void sine_row_libm(T* y, const T* z, const T* b, const T* f, const T* p, int64_t H) {
   for (int64_t h = 0; h < H; ++h) y[h] = std::sin(f[h] * (z[h] + b[h]) + p[h]);
 }
 
 template <typename T>
-void bwd_row_libm(T* dz, const T* z, const T* dy, const T* b, const T* f, const T* p, T* sgz, T* sg, int64_t H) {
+PIGAN_NOINLINE void bwd_row_libm(T* dz, const T* z, const T* dy, const T* b, const T* f, const T* p,
+                                            T* sgz, T* sg, int64_t H) {
   for (int64_t h = 0; h < H; ++h) {
     const T v = z[h] + b[h];
     const T g = dy[h] * std::cos(f[h] * v + p[h]);
@@ -102,20 +131,52 @@ void bwd_row_libm(T* dz, const T* z, const T* dy, const T* b, const T* f, const 
   }
 }
 
+#define PIGAN_FILM_ROWS(ATTR, ISA)                                                                          \
+  ATTR void sine_row_##ISA(float* y, const float* z, const float* b, const float* f, const float* p,        \
+                           int64_t H) {                                                                     \
+    if (arg_too_large_body(z, b, f, p, H)) sine_row_libm(y, z, b, f, p, H);                                 \
+    else sine_row_fast_body(y, z, b, f, p, H);                                                              \
+  }                                                                                                         \
+  ATTR void add_row_##ISA(float* __restrict z, const float* __restrict b, int64_t H) {                      \
+    for (int64_t h = 0; h < H; ++h) z[h] += b[h];                                                           \
+  }                                                                                                         \
+  ATTR void bwd_row_##ISA(float* dz, const float* z, const float* dy, const float* b, const float* f,       \
+                          const float* p, float* sgz, float* sg, int64_t H) {                               \
+    if (arg_too_large_body(z, b, f, p, H)) bwd_row_libm(dz, z, dy, b, f, p, sgz, sg, H);                    \
+    else bwd_row_fast_body(dz, z, dy, b, f, p, sgz, sg, H);                                                 \
+  }
+PIGAN_FOR_EACH_ISA(PIGAN_FILM_ROWS)
+#undef PIGAN_FILM_ROWS
+
+// The float row passes of the ISA level in use, chosen once.
+struct FloatRows {
+  void (*sine)(float*, const float*, const float*, const float*, const float*, int64_t);
+  void (*add)(float*, const float*, int64_t);
+  void (*bwd)(float*, const float*, const float*, const float*, const float*, const float*, float*, float*,
+              int64_t);
+};
+
+const FloatRows& float_rows() {
+  static const FloatRows rows = [] {
+    [[maybe_unused]] const pigan::CpuIsa isa = pigan::cpu_isa();
+    return FloatRows{PIGAN_ISA_PICK(sine_row, isa), PIGAN_ISA_PICK(add_row, isa), PIGAN_ISA_PICK(bwd_row, isa)};
+  }();
+  return rows;
+}
+
 void sine_row(float* y, const float* z, const float* b, const float* f, const float* p, int64_t H) {
-  if (arg_too_large(z, b, f, p, H)) sine_row_libm(y, z, b, f, p, H);
-  else sine_row_fast(y, z, b, f, p, H);
+  float_rows().sine(y, z, b, f, p, H);
 }
 void sine_row(double* y, const double* z, const double* b, const double* f, const double* p, int64_t H) {
   sine_row_libm(y, z, b, f, p, H);
 }
+void add_row(float* z, const float* b, int64_t H) { float_rows().add(z, b, H); }
 void add_row(double* z, const double* b, int64_t H) {
   for (int64_t h = 0; h < H; ++h) z[h] += b[h];
 }
 void bwd_row(float* dz, const float* z, const float* dy, const float* b, const float* f, const float* p,
              float* sgz, float* sg, int64_t H) {
-  if (arg_too_large(z, b, f, p, H)) bwd_row_libm(dz, z, dy, b, f, p, sgz, sg, H);
-  else bwd_row_fast(dz, z, dy, b, f, p, sgz, sg, H);
+  float_rows().bwd(dz, z, dy, b, f, p, sgz, sg, H);
 }
 void bwd_row(double* dz, const double* z, const double* dy, const double* b, const double* f, const double* p,
              double* sgz, double* sg, int64_t H) {
