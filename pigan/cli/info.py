@@ -39,6 +39,9 @@ def report() -> list[str]:
         lines += [f"            note: {note}" for note in st.get("notes", ())]
     build = ops.native_build_info()
     if build is not None:
+        if isinstance(build, dict) and build.get("cpu_isa"):
+            lines.append(f"cpu loops: {build['cpu_isa']} (this CPU: {build.get('cpu_isa_supported')}; "
+                         "PIGAN_CPU_ISA=baseline|avx2|avx512 forces a level)")
         lines.append(f"native build: {build}")
     return lines
 

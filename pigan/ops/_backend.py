@@ -147,10 +147,10 @@ def native_module():
                 mod = importlib.import_module("pigan._C")
             except Exception as exc:  # ImportError, or an undefined symbol from a torch mismatch
                 mod = None
-                _native_error = (
-                    f"pigan._C failed to import ({type(exc).__name__}: {exc}); build it with "
-                    "`pip install --no-build-isolation -e .` against the installed torch"
-                )
+                # A refused PIGAN_CPU_ISA is the user's setting, not a broken build.
+                fix = ("unset PIGAN_CPU_ISA or pick a level this CPU has" if "PIGAN_CPU_ISA" in str(exc) else
+                       "build it with `pip install --no-build-isolation -e .` against the installed torch")
+                _native_error = f"pigan._C failed to import ({type(exc).__name__}: {exc}); {fix}"
                 warnings.warn(
                     f"{_native_error}. Falling back to the pure-PyTorch reference ops.",
                     RuntimeWarning,
