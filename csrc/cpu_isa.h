@@ -7,8 +7,10 @@
 // lacks, is an error (std::invalid_argument, raised when pigan._C loads): a forced path must really be
 // the one that runs, or a comparison of paths would compare a path with itself.
 //
-// Levels: baseline = x86-64 (SSE2, what the rest of the library is compiled for); avx2 = the AVX2 + FMA
-// core of x86-64-v3; avx512 = x86-64-v4 (AVX-512 F/CD/BW/DQ/VL) with 512-bit vectors. The attributes
+// Levels: baseline = x86-64 (SSE2, what the rest of the library is compiled for); avx2 = AVX2 + FMA (the
+// vector core of x86-64-v3); avx512 = that plus AVX-512 F/CD/BW/DQ/VL with 512-bit vectors. Each variant
+// is compiled for exactly the features cpu_isa.cpp checks at run time, so a CPU (or VM) that hides one of
+// x86-64-v3's scalar extensions still runs its vector level safely. The attributes
 // list ISA extensions rather than arch=x86-64-v3: GCC refuses to inline a function into one with a
 // different arch=, and the loops rely on inlining the default-target helpers into each variant.
 // Host-only: keep it out of CUDA translation units. Builds other than GCC on x86-64 (aarch64, clang)
@@ -33,10 +35,10 @@ std::string cpu_isa_supported();
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && !defined(__CUDACC__)
 #define PIGAN_HAVE_ISA_VARIANTS 1
 #define PIGAN_ISA_ATTR_baseline
-#define PIGAN_ISA_ATTR_avx2 __attribute__((target("avx,avx2,fma,bmi,bmi2,f16c,lzcnt,movbe,popcnt")))
+#define PIGAN_ISA_ATTR_avx2 __attribute__((target("avx,avx2,fma")))
 #define PIGAN_ISA_ATTR_avx512                                                                              \
-  __attribute__((target("avx,avx2,fma,bmi,bmi2,f16c,lzcnt,movbe,popcnt,avx512f,avx512cd,avx512bw,"      \
-                        "avx512dq,avx512vl,prefer-vector-width=512")))
+  __attribute__((target("avx,avx2,fma,avx512f,avx512cd,avx512bw,avx512dq,avx512vl,"                    \
+                        "prefer-vector-width=512")))
 #else
 #define PIGAN_HAVE_ISA_VARIANTS 0
 #endif

@@ -25,7 +25,7 @@ LAYERS = [
     ("model", ("pigan.model", "pigan.siren", "pigan.generators", "pigan.discriminators", "pigan.curriculums")),
     ("job support", ("pigan.checkpoints", "pigan.released_pickle", "pigan.data", "pigan.imaging",
                      "pigan.logging_utils", "pigan.metrics")),
-    ("render", ("pigan.render", "pigan.render_outputs")),
+    ("render", ("pigan.render",)),
     ("jobs", ("pigan.shapes", "pigan.evaluate", "pigan.invert", "pigan.encoder")),
     ("training", ("pigan.training",)),
     ("cli", ("pigan.cli", "pigan.__main__")),

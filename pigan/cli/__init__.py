@@ -1,7 +1,7 @@
 """The ``pigan`` command line: the top layer, the only one that knows argparse and exit codes.
 
-One module per command (``pigan.cli.train``, ``invert``, ``render``, ``eval``, ``shapes``,
-``convert``, ``info``), each with ``build_parser()`` and ``main(argv)``; this file routes to them
+One module per command (``pigan.cli.train``, ``train_encoder``, ``invert``, ``render``, ``eval``,
+``shapes``, ``convert``, ``info``), each with ``build_parser()`` and ``main(argv)``; this file routes to them
 and holds what they share: the parser class (one-line usage errors, exit code 2), the exit-code
 help text, and ``run_command``, the one place where a ``CommandError`` raised by the library
 (pigan.common) becomes one line ``pigan CMD: error: ...`` and its exit code. ``--debug`` anywhere

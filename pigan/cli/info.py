@@ -54,3 +54,7 @@ def _main(argv) -> int:
 
 def main(argv=None) -> int:
     return run_command("pigan info", _main, argv)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

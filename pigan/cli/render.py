@@ -111,3 +111,7 @@ def _main(argv) -> int:
 
 def main(argv=None) -> int:
     return run_command("pigan render", _main, argv)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

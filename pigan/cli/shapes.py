@@ -95,3 +95,7 @@ def _main(argv) -> int:
 
 def main(argv=None) -> int:
     return run_command("pigan shapes", _main, argv)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

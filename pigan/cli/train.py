@@ -90,3 +90,7 @@ def _main(argv) -> int:
 def main(argv=None) -> int:
     """``pigan train [options]``; see ``pigan train --help``."""
     return run_command("pigan train", _main, argv)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -52,7 +52,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _check_args(args) -> None:
-    for name in ("max_steps", "batch_size", "img_size", "num_steps", "recon_size", "log_every", "num_avg"):
+    if args.num_steps is not None:
+        check_number("--num-steps", args.num_steps, lo=2)
+    for name in ("max_steps", "batch_size", "img_size", "recon_size", "log_every", "num_avg"):
         if getattr(args, name) is not None:
             check_positive("--" + name.replace("_", "-"), getattr(args, name))
     if args.batch_size < 2:

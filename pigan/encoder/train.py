@@ -66,7 +66,7 @@ class EncoderTrainOptions:
             raise UsageError(f"batch_size must be at least 2 (the backbone's batch norm), got {self.batch_size}")
         check_positive("ckpt_every", self.ckpt_every, allow_zero=True)
         if self.num_steps is not None:
-            check_positive("num_steps", self.num_steps)
+            check_number("num_steps", self.num_steps, lo=2)       # a ray needs two samples
         if self.channels is not None:
             check_positive("channels", self.channels)
         if self.max_time is not None:
@@ -166,11 +166,10 @@ class _Run:
             for group in self.opt.param_groups:
                 group["lr"] = o.lr
 
-    def save(self, o: EncoderTrainOptions, note: str = "") -> Path:
+    def save(self, o: EncoderTrainOptions) -> Path:
         extra = {"step": self.step, "optimizer": self.opt.state_dict(), "rng": self.gen.get_state(),
                  "train_options": dataclasses.asdict(o)}
-        with writing(self.path, note=note, remove_partial=False):
-            return save_encoder(self.path, self.encoder, self.sha, self.weights, extra)
+        return save_encoder(self.path, self.encoder, self.sha, self.weights, extra)
 
 
 def _loop(generator, run: _Run, render: RenderOptions, o: EncoderTrainOptions, logger, bar, stop):

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 
 from ..common import UsageError, check_number, check_positive
 from ..model.render_options import RenderOptions
@@ -78,10 +78,6 @@ class InvertOptions:
         if self.lr is not None:
             return self.lr
         return 5e-3 if self.z_iterations or self.encoder_start else 1e-2
-
-    @classmethod
-    def names(cls) -> tuple[str, ...]:
-        return tuple(f.name for f in fields(cls))
 
     def replace(self, **changes) -> "InvertOptions":
         return dataclasses.replace(self, **changes)

@@ -11,7 +11,7 @@ import ast
 import json
 from pathlib import Path
 
-from ..common import UsageError, check_number, check_positive, is_number, is_int
+from ..common import UsageError, check_number, check_positive, is_number
 from ..ops.compositing import CLAMP_MODES
 from ..ops.rays import CAMERA_MODES
 from . import curriculums as C

@@ -170,8 +170,7 @@ def native_build_info():
     mod = native_module()
     if mod is None:
         return None
-    info = getattr(mod, "build_info", None)
-    return info() if callable(info) else info
+    return mod.build_info()
 
 
 def when_native_loaded(fn: Callable[[], None]) -> Callable[[], None]:

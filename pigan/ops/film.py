@@ -113,10 +113,10 @@ AUTO_NOTE = ("film_siren under auto: Triton for float16/bfloat16 and TF32 float3
 def _auto_prefers(name, device, x, weight, bias, freq, phase):
     """FILM's ``prefer`` hook: "auto" leaves IEEE float32 (no TF32) to the native path where it would
     pick Triton, as cuBLAS runs fp32 GEMMs far faster than Triton's FMA-loop dot."""
+    if name != "triton":
+        return name
     dtype = _autocast_target(device.type, weight) or weight.dtype
-    if name == "triton" and dtype == torch.float32 and cuda_fp32_matmul_precision() == "ieee":
-        return "native"
-    return name
+    return "native" if dtype == torch.float32 and cuda_fp32_matmul_precision() == "ieee" else name
 
 
 def _autocast_target(device_type: str, weight):

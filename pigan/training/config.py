@@ -96,8 +96,6 @@ def _curriculum(config: TrainConfig, resume_state) -> dict:
         cur = C.from_json(resume_state["curriculum"])
     else:
         cur = load_curriculum(config.curriculum or "demo")
-    if not C.training_stages(cur):
-        raise UsageError("the curriculum has no stages (integer keys such as 0: {...})")
     apply_overrides(cur, config.sets)
     for key in _STAGE_KEYS:
         v = getattr(config, key)
@@ -114,7 +112,7 @@ def _schedule(config: TrainConfig, cur: dict):
         end = C.final_step(cur)
         config.max_steps = int(cur.get("max_steps") or (end if math.isfinite(end) else DEFAULT_MAX_STEPS))
     check_positive("--max-steps", config.max_steps)
-    if config.max_time is not None:
+    if config.max_time is not None and config.max_time != math.inf:        # inf: no limit
         check_number("--max-time", config.max_time, 0, lo_open=True)
     for name, default in (("sample_every", cur.get("sample_every", 500)), ("log_every", cur.get("log_every", 10)),
                           ("ckpt_every", cur.get("ckpt_every", 1000))):
@@ -136,8 +134,7 @@ def _check_run_options(config: TrainConfig):
 
 
 def _check_device_and_backend(config: TrainConfig):
-    if config.device != "auto":
-        pick_device(config.device, local_rank=local_rank())
+    pick_device(config.device, local_rank=local_rank())
     ok, why = ops.backend_status(config.backend)
     if not ok:
         raise UsageError(f"--backend {config.backend}: {why}")

@@ -81,12 +81,9 @@ class EMA(AveragedModel):
 
 # ---------------------------------------------------------------------------- checkpoints
 def load_training_checkpoint(path) -> dict:
-    from ..checkpoints import CheckpointError, load_checkpoint
+    from ..checkpoints import load_checkpoint
 
-    try:
-        state = load_checkpoint(path)
-    except CheckpointError as exc:
-        raise UsageError(str(exc))
+    state = load_checkpoint(path)                 # a bad file is a CheckpointError, i.e. a UsageError
     if "training" not in state or "ema" not in state:
         raise UsageError(f"{str(path)!r} is not a `pigan train` checkpoint (no training state); "
                          "it can be rendered, not resumed")
