@@ -136,6 +136,8 @@ def test_resume_continues_at_the_saved_step(tmp_path):
         train_encoder(g, render, o.replace(max_steps=8), tmp_path / "split", resume=True)
     with pytest.raises(ValueError, match="nothing to resume"):
         train_encoder(g, _render(), o, tmp_path / "none", resume=True)
+    with pytest.raises(ValueError, match="was trained at"):                 # never a silent new size
+        train_encoder(g, render, o.replace(max_steps=12, img_size=2 * o.img_size), tmp_path / "split", resume=True)
 
 
 def test_a_stop_signal_saves_after_the_current_step(tmp_path):

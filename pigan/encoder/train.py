@@ -142,6 +142,9 @@ class _Run:
             if "optimizer" not in state:
                 raise UsageError(f"{str(self.path)!r} holds no training state to resume")
             self.encoder = load_encoder(self.path, generator, device, state=state).train()
+            if self.encoder.config.img_size != o.img_size:
+                raise UsageError(f"--img-size {o.img_size}: {str(self.path)!r} was trained at "
+                                 f"{self.encoder.config.img_size} px; resume it at that size")
             self.step = int(state["step"])
             self.gen.set_state(state["rng"].cpu())
         else:
