@@ -3,6 +3,7 @@ image, keeping the best iterate of clean checks and restarting from it when a ch
 from __future__ import annotations
 
 import sys
+import time
 
 import torch
 import torch.nn.functional as F
@@ -62,10 +63,10 @@ class _Checks:
     every time, so their scores compare): keeps the best iterate, and a check worse than
     ``backtrack`` x the best restores it with fresh Adam moments and half the learning rates."""
 
-    def __init__(self, generator, target, render, params, pose, opt, backtrack):
+    def __init__(self, generator, target, render, params, pose, opt, backtrack, clock):
         self.generator, self.target, self.render, self.backtrack = generator, target, render, backtrack
-        self.params, self.pose, self.opt = params, pose, opt
-        self.best, self.checks, self.backtracks = None, [], []
+        self.params, self.pose, self.opt, self.clock = params, pose, opt, clock
+        self.best, self.checks, self.backtracks, self.trace = None, [], [], []
 
     def __call__(self, i: int, latent):
         pose = self.pose
@@ -75,6 +76,8 @@ class _Checks:
             fit = render_latent(self.generator, f, p, self.render, pitch=pose[0:1], yaw=pose[1:2], jitter=False)
             mse = F.mse_loss(fit.float(), self.target).item()
         self.checks.append((i, mse))
+        self.trace.append({"iteration": i, "mse": mse, "seconds": time.perf_counter() - self.clock,
+                           "pitch": pose[0].item(), "yaw": pose[1].item()})
         best = self.best
         if best is not None and self.backtrack and mse > self.backtrack * best["mse"]:
             with torch.no_grad():
@@ -92,12 +95,13 @@ class _Checks:
 
 
 def fit_stage(generator, target, base, render: RenderOptions, pose, options: InvertOptions, gen, bar=None, *,
-              iterations: int, lr: float, weight_decay: float, space: str = "offsets") -> dict:
+              iterations: int, lr: float, weight_decay: float, space: str = "offsets", clock=None) -> dict:
     """One optimisation from ``pose`` (pitch, yaw). ``space`` "offsets": additive offsets to the
     (frequencies, phase_shifts) pair ``base`` ([1, D] each), with annealed noise on the base; "z":
     the mapping network's input, from ``base`` ([1, z_dim]), no noise (the mapping network keeps
     every iterate on the generator's own latent manifold). Schedule, pose fitting, jitter and checks
-    come from ``options``. Returns {"best", "final", "losses", "checks", "backtracks"}."""
+    come from ``options``. ``clock``: the perf_counter origin of the trace's times (default: now).
+    Returns {"best", "final", "losses", "checks", "backtracks", "trace"}."""
     params, latent = _parametrise(generator, base, space, options.noise_std, gen)
     groups = [{"params": params}]
     pose = torch.tensor([[float(pose[0])], [float(pose[1])]], device=target.device, requires_grad=options.fit_pose)
@@ -105,7 +109,8 @@ def fit_stage(generator, target, base, render: RenderOptions, pose, options: Inv
         groups.append({"params": [pose], "lr": options.pose_lr, "weight_decay": 0.0})
     opt = torch.optim.Adam(groups, lr=lr, weight_decay=weight_decay)
     sched = torch.optim.lr_scheduler.StepLR(opt, step_size=options.lr_step, gamma=options.lr_gamma)
-    check = _Checks(generator, target, render, params, pose, opt, options.backtrack)
+    check = _Checks(generator, target, render, params, pose, opt, options.backtrack,
+                    time.perf_counter() if clock is None else clock)
     losses = []
     check(0, latent)
     for i in range(iterations):
@@ -125,10 +130,10 @@ def fit_stage(generator, target, base, render: RenderOptions, pose, options: Inv
     final = {"iteration": check.checks[-1][0], "mse": check.checks[-1][1], "pitch": pose[0].item(),
              "yaw": pose[1].item()}
     return {"best": check.best, "final": final, "losses": losses, "checks": check.checks,
-            "backtracks": check.backtracks}
+            "backtracks": check.backtracks, "trace": check.trace}
 
 
-def _stages(generator, target, base, render, starts, o: InvertOptions, gen, bar):
+def _stages(generator, target, base, render, starts, o: InvertOptions, gen, bar, clock):
     """The start-pose search, the z stage and the offsets stage: (offsets run, z stage run or None,
     chosen start pose)."""
     if o.z_iterations:
@@ -140,7 +145,8 @@ def _stages(generator, target, base, render, starts, o: InvertOptions, gen, bar)
         first = dict(base=base, lr=o.offsets_lr, weight_decay=o.weight_decay, space="offsets")
 
     def stage(pose, iterations, base, **kw):
-        return fit_stage(generator, target, base, render, pose, o, gen, bar, iterations=iterations, **kw)
+        return fit_stage(generator, target, base, render, pose, o, gen, bar, iterations=iterations, clock=clock,
+                         **kw)
 
     start = starts[0]
     if len(starts) > 1:
@@ -172,6 +178,7 @@ def invert(generator, image: torch.Tensor, options: InvertOptions | None = None,
     "start_pose", "z_stage" (its best: iteration, mse, pitch, yaw)}; "losses" and "checks" are the
     offsets stage's.
     """
+    clock = time.perf_counter()
     image = one_image(image, square=True)                              # [1, 3, H, W]
     o = options if options is not None else InvertOptions()
     if o.z_iterations and init is not None:
@@ -194,14 +201,14 @@ def invert(generator, image: torch.Tensor, options: InvertOptions | None = None,
                            leave=True)
         with torch.random.fork_rng(devices=_forks(device)):
             torch.manual_seed(int(torch.randint(0, 2**31 - 1, (1,), generator=gen, device=device)))
-            run, z_stage, start = _stages(generator, target, base, render, starts, o, gen, bar)
+            run, z_stage, start = _stages(generator, target, base, render, starts, o, gen, bar, clock)
         if bar is not None:
             bar.close()
     best = run["best"]
     return {"frequencies": best["frequencies"], "phase_shifts": best["phase_shifts"], "pitch": best["pitch"],
             "yaw": best["yaw"], "fit": best["fit"], "mse": best["mse"], "best_iteration": best["iteration"],
             "final": run["final"], "losses": run["losses"], "checks": run["checks"],
-            "backtracks": run["backtracks"], "avg_frequencies": avg_f, "avg_phase_shifts": avg_p,
+            "backtracks": run["backtracks"], "trace": run["trace"], "avg_frequencies": avg_f, "avg_phase_shifts": avg_p,
             "options": render, "start_pose": start,
             "z_stage": None if z_stage is None else {k: z_stage["best"][k]
                                                      for k in ("iteration", "mse", "pitch", "yaw")}}
