@@ -221,6 +221,7 @@ def evaluate(generator, real, extractor, options: RenderOptions, *, real_count: 
                                    is_splits, seed)
     result.update({
         "extractor": extractor.name, "real": real_info, "size": size, "psi": psi, "seed": seed,
+        "skip_empty": options.skip_empty,
         "camera": {k: getattr(options, k) for k in ("h_stddev", "v_stddev", "h_mean", "v_mean", "sample_dist")},
     })
     return result

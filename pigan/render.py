@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import math
+import time
 from pathlib import Path
 
 import torch
@@ -19,6 +20,7 @@ import torch
 from pigan import imaging, ops
 from pigan.common import check_output_dir, writing
 from pigan.common import progress as progress_bar
+from pigan.model import skipping
 from pigan.model.render_options import RenderOptions
 
 __all__ = ["RenderOptions", "latents", "render_images", "render_grid", "render_multiview", "yaw_sweep",
@@ -51,12 +53,14 @@ def latents(generator, num: int, seed: int = 0, psi: float = 0.7, z: torch.Tenso
 
 @torch.no_grad()
 def render_images(generator, frequencies, phase_shifts, pitch, yaw, options=None, img_size=None,
-                  num_steps=None, seed=0, progress=False, desc="render", with_opacity=False):
+                  num_steps=None, seed=0, progress=False, desc="render", with_opacity=False, tally=None):
     """One image per latent at the given pose(s): pitch / yaw floats or [N] tensors.
 
     Returns (pixels [N, 3, H, W] in [-1, 1], depth [N, H, W]) on the CPU, and with ``with_opacity``
     the accumulated opacity [N, H, W] (sum of the compositing weights) third. Renders one image at a
-    time (siren in chunks of ``max_batch_size`` points), without jitter or density noise.
+    time (siren in chunks of ``max_batch_size`` points), without jitter or density noise. With
+    ``options.skip_empty`` empty space is skipped (one proposal per image) and ``tally`` (a
+    ``pigan.model.skipping.SkipTally``), when given, adds up what that saved.
     """
     o = (options or RenderOptions()).replace(nerf_noise=0.0)
     o = RenderOptions.from_metadata(base=o, img_size=img_size, num_steps=num_steps,
@@ -72,16 +76,19 @@ def render_images(generator, frequencies, phase_shifts, pitch, yaw, options=None
         with torch.random.fork_rng(devices=[dev] if dev.type == "cuda" else []):
             torch.manual_seed(seed)                   # importance-sampling uniforms: reproducible
             for i in progress_bar(range(n), progress, desc):
+                t0 = time.perf_counter()
                 if o.img_size ** 2 * o.num_steps > RENDER_SAMPLES:
-                    px, d, a = _render_in_ray_chunks(generator, frequencies[i:i + 1], phase_shifts[i:i + 1],
-                                                     pitch[i:i + 1].to(dev), yaw[i:i + 1].to(dev), o,
-                                                     with_opacity=True)
+                    px, d, a, stats = _render_in_ray_chunks(generator, frequencies[i:i + 1], phase_shifts[i:i + 1],
+                                                            pitch[i:i + 1].to(dev), yaw[i:i + 1].to(dev), o,
+                                                            with_opacity=True)
                 else:
                     out = generator.render(
                         frequencies=frequencies[i:i + 1], phase_shifts=phase_shifts[i:i + 1],
                         pitch=pitch[i:i + 1].to(dev), yaw=yaw[i:i + 1].to(dev), options=o, jitter=False)
-                    px, d = out["pixels"], out["depth"]
+                    px, d, stats = out["pixels"], out["depth"], out.get("skipping")
                     a = out["weights"].sum((-2, -1)).reshape(d.shape)             # [1, H, W]
+                if tally is not None and stats is not None:
+                    tally.add(stats, o.img_size ** 2, seconds=time.perf_counter() - t0)
                 pixels.append(px.float().cpu())
                 depths.append(d.float().cpu())
                 opacities.append(a.float().cpu())
@@ -94,9 +101,10 @@ def render_images(generator, frequencies, phase_shifts, pitch, yaw, options=None
 
 def _render_in_ray_chunks(generator, frequencies, phase_shifts, pitch, yaw, o: RenderOptions,
                           max_samples: int | None = None, with_opacity: bool = False):
-    """One image [1, 3, H, W] and depth [1, H, W] (and opacity [1, H, W]) marched
-    ``max_samples // num_steps`` rays at a time; the rays are those of ``ops.get_initial_rays_trig``
-    (unjittered), built per chunk."""
+    """One image [1, 3, H, W] and depth [1, H, W] (and opacity [1, H, W]), then the skipping statistics
+    (None unless ``o.skip_empty``), marched ``max_samples // num_steps`` rays at a time; the rays are
+    those of ``ops.get_initial_rays_trig`` (unjittered), built per chunk. With ``o.skip_empty`` one
+    proposal over the whole view frustum serves every chunk."""
     from pigan.model.generators import cam2world_from_angles
 
     dev = frequencies.device
@@ -109,17 +117,31 @@ def _render_in_ray_chunks(generator, frequencies, phase_shifts, pitch, yaw, o: R
     rgb = torch.empty(rays, 3, device=dev)
     depth = torch.empty(rays, device=dev)
     opacity = torch.empty(rays, device=dev)
+    proposals, stats = None, None
+    if o.skip_empty:
+        ends = torch.cat([dirs * o.ray_start, dirs * o.ray_end], 1)           # [1, 2R, 3]: the frustum's extent
+        lo, hi = skipping.frustum_box(ends, cam2world)
+        cells = skipping.grid_size_for(rays * steps * (2 if o.hierarchical_sample else 1))
+        proposals = [skipping.build_proposal(generator, frequencies, phase_shifts, lo, hi, o, cells)]
+        stats = {"samples_per_ray": 0.0, "exact_samples_per_ray": 0, "proposal_queries": proposals[0].queries,
+                 "proposal_seconds": proposals[0].seconds, "fallback": 0}
     for head in range(0, rays, chunk):
         d = dirs[:, head:head + chunk]                                        # [1, r, 3]
         z = z_axis.expand(1, d.shape[1], steps, 1)                             # [1, r, S, 1]
-        c_rgb, c_depth, c_weights = generator.march(frequencies, phase_shifts, d.unsqueeze(2) * z, z, d, cam2world, o)
+        c_rgb, c_depth, c_weights = generator.march(frequencies, phase_shifts, d.unsqueeze(2) * z, z, d, cam2world, o,
+                                                    proposals=proposals)
+        if stats is not None:
+            part = generator.skip_stats
+            stats["samples_per_ray"] += part["samples_per_ray"] * d.shape[1] / rays
+            stats["exact_samples_per_ray"] = part["exact_samples_per_ray"]
+            stats["fallback"] = part["fallback"]
         rgb[head:head + chunk] = c_rgb[0].float()
         depth[head:head + chunk] = c_depth[0, :, 0].float()
         opacity[head:head + chunk] = c_weights[0].sum((-2, -1)).float()
     pixels = rgb.reshape(1, size, size, 3).permute(0, 3, 1, 2) * 2 - 1
     if with_opacity:
-        return pixels, depth.reshape(1, size, size), opacity.reshape(1, size, size)
-    return pixels, depth.reshape(1, size, size)
+        return pixels, depth.reshape(1, size, size), opacity.reshape(1, size, size), stats
+    return pixels, depth.reshape(1, size, size), stats
 
 
 def render_grid(generator, num=16, seed=0, psi=0.7, options=None, **kw):

@@ -28,8 +28,8 @@ def test_ray_chunks_equal_one_march(gen):
     pitch, yaw = torch.tensor([1.5]), torch.tensor([1.7])
     whole = gen.render(frequencies=f, phase_shifts=p, pitch=pitch, yaw=yaw, options=o, jitter=False)
     for samples in (5, 7 * 5, 81 * 5):                  # one ray, 7 rays (uneven tail), all rays
-        px, depth, opacity = render._render_in_ray_chunks(gen, f, p, pitch, yaw, o, max_samples=samples,
-                                                          with_opacity=True)
+        px, depth, opacity, _ = render._render_in_ray_chunks(gen, f, p, pitch, yaw, o, max_samples=samples,
+                                                             with_opacity=True)
         torch.testing.assert_close(px, whole["pixels"], rtol=1e-5, atol=1e-6)
         torch.testing.assert_close(depth, whole["depth"], rtol=1e-5, atol=1e-6)
         torch.testing.assert_close(opacity, whole["weights"].sum((-2, -1)).reshape(1, 9, 9), rtol=1e-5, atol=1e-6)

@@ -46,6 +46,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--views", type=int, default=7, help="novel views in the grid")
     p.add_argument("--frames", type=int, default=36, help="frames of the orbit GIF")
     p.add_argument("--yaw-range", type=float, default=0.5, help="yaw sweep half-width (radians)")
+    p.add_argument("--exact", action="store_true", help="render the novel views and the orbit from every "
+                   "sample (default: skip empty space, the same pixels to about 1e-3; the fit itself is "
+                   "always exact)")
     p.add_argument("--no-ema", action="store_true", help="use the raw generator weights, not the EMA")
     p.add_argument("--device", default="auto")
     p.add_argument("--backend", default="auto", choices=list(ops.BACKENDS))
@@ -171,7 +174,7 @@ def _main(argv) -> int:
             res = invert(generator, target, options.replace(start_poses=starts), init=init,
                          progress=not args.no_progress)
             paths = write_outputs(generator, res, target, out, path.stem, views=args.views,
-                                  frames=args.frames, yaw_range=args.yaw_range)
+                                  frames=args.frames, yaw_range=args.yaw_range, skip_empty=not args.exact)
             print(f"{path.name}: {summary(res)}; wrote {', '.join(str(p) for p in paths.values())}", flush=True)
     if failed == len(files):
         raise CommandError("none of the images could be read")

@@ -46,12 +46,14 @@ def orbit_poses(options: RenderOptions, frames: int, yaw_range: float, pitch_ran
 
 
 def write_outputs(generator, result: dict, target: torch.Tensor, out: Path, name: str, views: int = 7,
-                  frames: int = 36, yaw_range: float = 0.5, pitch_range: float = 0.15) -> dict:
+                  frames: int = 36, yaw_range: float = 0.5, pitch_range: float = 0.15, skip_empty: bool = True) -> dict:
     """Fit vs target PNG, loss curve PNG, novel-view grid PNG, orbit GIF, latent .pt in ``out``, named
-    after ``name``; returns {"fit", "loss", "views", "video", "latent"} -> path."""
+    after ``name``; returns {"fit", "loss", "views", "video", "latent"} -> path. ``skip_empty``: the
+    novel views and the orbit skip empty space (the fit shown is the loss's exact render)."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     opts = result["options"]
+    view_opts = opts.replace(skip_empty=skip_empty)
     paths = {}
 
     def save(key, filename, fn, *args, **kwargs):
@@ -64,10 +66,10 @@ def write_outputs(generator, result: dict, target: torch.Tensor, out: Path, name
     save("loss", f"{name}_loss.png", plot_curves, {"mse": (list(range(1, len(losses) + 1)), losses)},
          title=f"inversion of {name}", xlabel="iteration", logy=True)
     yaws = [opts.yaw + yaw_range * (2 * i / max(views - 1, 1) - 1) for i in range(views)]
-    grid = novel_views(generator, result["frequencies"], result["phase_shifts"], opts, yaws)
+    grid = novel_views(generator, result["frequencies"], result["phase_shifts"], view_opts, yaws)
     save("views", f"{name}_views.png", imaging.save_grid, grid, nrow=views)
     pitches, oy = orbit_poses(opts, frames, yaw_range, pitch_range)
-    video = novel_views(generator, result["frequencies"], result["phase_shifts"], opts, oy, pitches)
+    video = novel_views(generator, result["frequencies"], result["phase_shifts"], view_opts, oy, pitches)
     save("video", f"{name}_orbit.gif", imaging.save_gif, [imaging.to_unit(f) for f in video], fps=12)
     save("latent", f"{name}_latent.pt", save_latent, result)
     return paths

@@ -16,6 +16,7 @@ import torch.nn as nn
 
 from pigan import ops
 from pigan.ops.rays import camera_origins, transform_points_to_world
+from . import skipping
 from .render_options import RenderOptions
 
 __all__ = ["ImplicitGenerator3d", "cam2world_from_angles", "frozen", "GENERATORS"]
@@ -73,6 +74,7 @@ class ImplicitGenerator3d(nn.Module):
         self.epoch = 0
         self.step = 0
         self.device = None
+        self.skip_stats = None
         self.config = {"siren": siren_cls.__name__, "z_dim": z_dim, **siren_kwargs}
 
     # ------------------------------------------------------------------ device and averages
@@ -124,7 +126,7 @@ class ImplicitGenerator3d(nn.Module):
         return out
 
     def march(self, frequencies, phase_shifts, points_cam, z_vals, dirs_cam, cam2world,
-              options: RenderOptions):
+              options: RenderOptions, proposals=None):
         """Render camera-space samples seen from ``cam2world``.
 
         frequencies, phase_shifts [B, 9H] (raw mapping outputs); points_cam [B, R, S, 3], z_vals
@@ -133,8 +135,21 @@ class ImplicitGenerator3d(nn.Module):
         fill_mode, lock_view_dependence, max_batch_size).
         Returns rgb [B, R, 3] in [0, 1] (before pi-GAN's *2-1), depth [B, R, 1], weights [B, R, S', 1].
         Randomness: coarse density noise, sample_pdf uniforms, final density noise (in that order).
+        With ``options.skip_empty`` (no gradients) empty space is skipped (``pigan.model.skipping``;
+        ``proposals``: its per-latent occupancy, default built here) and the statistics of that are
+        kept in ``self.skip_stats``.
         """
         o = options
+        if o.skip_empty:
+            if torch.is_grad_enabled() and (frequencies.requires_grad or phase_shifts.requires_grad
+                                            or cam2world.requires_grad
+                                            or any(t.requires_grad for t in self.parameters())):
+                raise ValueError("skip_empty renders take no gradients (run them under torch.no_grad()); "
+                                 "training and inversion losses need every sample")
+            result, self.skip_stats = skipping.march_skipping(
+                self, frequencies, phase_shifts, points_cam, z_vals, dirs_cam, cam2world, o, proposals)
+            if result is not None:
+                return result
         B, R, S, _ = points_cam.shape
         # Geometry stays in float32 (float64 for a float64 model) even when the network runs in
         # bf16/fp16 under autocast: depths in [0.88, 1.12] need more than bf16's 8 mantissa bits.
@@ -217,7 +232,10 @@ class ImplicitGenerator3d(nn.Module):
         points, z_vals, dirs = self.camera_rays(B, o.img_size, o.fov, o.ray_start, o.ray_end, o.num_steps, jitter)
         rgb, depth, weights = self.march(frequencies, phase_shifts, points, z_vals, dirs, cam2world.to(dev), o)
         pixels = rgb.reshape(B, o.img_size, o.img_size, 3).permute(0, 3, 1, 2).contiguous() * 2 - 1
-        return {"pixels": pixels, "depth": depth.reshape(B, o.img_size, o.img_size), "weights": weights}
+        out = {"pixels": pixels, "depth": depth.reshape(B, o.img_size, o.img_size), "weights": weights}
+        if o.skip_empty:
+            out["skipping"] = self.skip_stats
+        return out
 
     # ------------------------------------------------------------------ pi-GAN's signatures
     def _sampled_pass(self, frequencies, phase_shifts, o: RenderOptions):

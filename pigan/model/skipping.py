@@ -1,0 +1,281 @@
+"""Renders that skip empty space: the exact marcher's pixels from fewer network evaluations.
+
+A 3-D GAN has a new scene for every latent, so the proposal of where density is is built per latent,
+per render: the siren's density at the centres of a ``GRID_SIZE``^3 grid spanning the box of the
+image's samples, thresholded where a sample's opacity could reach ``ALPHA_SKIP`` and dilated by one
+cell. The coarse pass then evaluates only samples in occupied cells, in rounds of ``WINDOW`` samples
+per ray, compositing each round in order and dropping rays whose transmittance fell below
+``TERMINATE`` (``pigan.ops.skipping``). The fine samples are drawn from those coarse weights with the
+uniforms the exact marcher draws (same random stream, so the same importance samples up to the
+skipped weights), and the merged samples are marched the same way. The last sample of every ray is
+always evaluated: its interval is infinite, so any positive density there takes all remaining light.
+
+What a skipped sample would have contributed is below ALPHA_SKIP (empty cells) or below TERMINATE
+(behind termination), so the pixels equal the exact ones to about 1e-3. Gradients need every
+sample: training and inversion losses never take this path (``march`` refuses it under grad).
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from pigan import ops
+from pigan.ops import skipping as K
+from pigan.ops.rays import transform_points_to_world
+
+from .render_options import RenderOptions
+
+__all__ = ["GRID_SIZE", "ALPHA_SKIP", "TERMINATE", "WINDOW", "FALLBACK_OCCUPANCY", "Proposal", "build_proposal",
+           "frustum_box", "grid_size_for", "march_skipping", "check_skipping", "SkipTally"]
+
+GRID_SIZE = 32               # cells per side of the per-latent proposal, at most
+GRID_SHARE = 0.1             # and its queries at most this share of the exact render's evaluations
+ALPHA_SKIP = 1e-4            # opacity over one coarse interval below which a cell is empty
+TERMINATE = 1e-4             # transmittance below which a ray stops
+WINDOW = 4                   # samples evaluated per ray per round
+FALLBACK_OCCUPANCY = 0.9     # a proposal this full skips too little to pay for the rounds
+
+
+@dataclass
+class Proposal:
+    """One latent's occupancy ``grid`` bool [1, G, G, G] over the box ``lo``..``hi`` [1, 3] (world
+    space), the density ``queries`` it took and the ``seconds`` it took to build."""
+    grid: torch.Tensor
+    lo: torch.Tensor
+    hi: torch.Tensor
+    queries: int
+    seconds: float
+
+    @property
+    def occupancy(self) -> float:
+        return self.grid.float().mean().item()
+
+
+def check_skipping(o: RenderOptions) -> None:
+    """Refuse settings whose exact render the skipping marcher cannot reproduce."""
+    if o.nerf_noise:
+        raise ValueError(f"skip_empty needs nerf_noise 0 (density noise makes every sample possibly "
+                         f"occupied), got {o.nerf_noise}")
+
+
+def grid_size_for(exact_evaluations: int) -> int:
+    """Cells per side of a proposal for a render of that many exact evaluations per latent."""
+    return int(max(4, min(GRID_SIZE, (GRID_SHARE * exact_evaluations) ** (1 / 3))))
+
+
+def _activated(sigma, clamp_mode):
+    return F.relu(sigma) if clamp_mode == "relu" else F.softplus(sigma)
+
+
+def _density_threshold(o: RenderOptions) -> float:
+    """The density whose opacity over the longest jittered coarse interval is ALPHA_SKIP."""
+    longest = 2 * (o.ray_end - o.ray_start) / max(o.num_steps - 1, 1)
+    return -math.log1p(-ALPHA_SKIP) / longest
+
+
+def _siren(generator, points, freqs, phases, dirs, max_batch_size):
+    """siren outputs [M, C+1] at points [M, 3] seen along dirs [M, 3] for one latent [1, D]."""
+    fwd = generator.siren.forward_with_frequencies_phase_shifts
+    chunk = max_batch_size or points.shape[0] or 1
+    outs = [fwd(points[None, h:h + chunk], freqs, phases, ray_directions=dirs[None, h:h + chunk])[0]
+            for h in range(0, points.shape[0], chunk)]
+    return torch.cat(outs) if outs else points.new_zeros(0, 4)
+
+
+def frustum_box(points_cam_corners: torch.Tensor, cam2world: torch.Tensor):
+    """The world-space box (lo, hi) [B, 3] of camera-space points [B, N, 3] (e.g. a frustum's corners)."""
+    world = points_cam_corners @ cam2world[:, :3, :3].transpose(1, 2) + cam2world[:, None, :3, 3]
+    return world.amin(1), world.amax(1)
+
+
+@torch.no_grad()
+def build_proposal(generator, frequencies, phase_shifts, lo, hi, o: RenderOptions, grid_size: int = GRID_SIZE):
+    """The occupancy proposal of one latent ([1, D] each) over the box lo..hi ([1, 3])."""
+    t0 = time.perf_counter()
+    # points on the box's far faces fall inside the grid's half-open cells
+    pad = (hi - lo) * 1e-3 + 1e-6
+    lo, hi = lo - pad, hi + pad
+    centres = K.grid_cell_centres(lo, hi, grid_size)[0]                        # [G^3, 3]
+    dirs = torch.zeros_like(centres)
+    dirs[:, -1] = -1
+    out = _siren(generator, centres, frequencies, phase_shifts, dirs, o.max_batch_size)
+    density = _activated(out[:, -1].float(), o.clamp_mode).reshape(1, grid_size, grid_size, grid_size)
+    grid = K.occupancy_grid(density, _density_threshold(o), dilation=1)
+    return Proposal(grid, lo, hi, centres.shape[0], time.perf_counter() - t0)
+
+
+def _march_rounds(evaluate, z, occupied, values, known, o: RenderOptions, terminate: float, window: int):
+    """March rays [r] through samples z [r, S] in rounds of ``window`` evaluations, stopping a ray below
+    ``terminate``; values [r, S, C+1] hold the known outputs and receive the evaluated ones. Returns
+    (weights [r, S], acc [r, C+1], evaluations)."""
+    r, S = z.shape
+    idx = torch.arange(S, device=z.device)
+    start = torch.zeros(r, dtype=torch.long, device=z.device)
+    alive = torch.ones(r, dtype=torch.bool, device=z.device)
+    T = torch.ones(r, dtype=values.dtype, device=z.device)
+    weights = torch.zeros(r, S, dtype=values.dtype, device=z.device)
+    acc = torch.zeros(r, values.shape[-1], dtype=values.dtype, device=z.device)
+    evaluations = 0
+    while bool(alive.any()):
+        need = occupied & ~known
+        end = K.march_window(need, start, alive, window)
+        sel = need & (idx[None] >= start[:, None]) & (idx[None] < end[:, None])
+        rows, cols = sel.nonzero(as_tuple=True)
+        if rows.numel():
+            values[rows, cols] = evaluate(rows, cols).to(values.dtype)
+            known |= sel
+            evaluations += rows.numel()
+        w, a, T, stop = K.composite_window(values, z, occupied, start, end, T, terminate, o.clamp_mode)
+        weights += w
+        acc += a
+        alive = alive & (stop < S) & (T >= terminate)
+        start = stop
+    return weights, acc, evaluations
+
+
+def _finish(weights, acc, values, z, o: RenderOptions):
+    """pi-GAN's end of a composite (last_back, white_back, fill_mode) on marched rays."""
+    ws = weights.sum(-1, keepdim=True)                                         # [r, 1]
+    rgb, depth = acc[:, :-1], acc[:, -1:]
+    if o.last_back:
+        rest = 1 - ws
+        weights = weights.clone()
+        weights[:, -1:] += rest
+        rgb = rgb + rest * values[:, -1, :-1]
+        depth = depth + rest * z[:, -1:]
+    if o.white_back:
+        rgb = rgb + 1 - ws
+    if o.fill_mode == "debug":
+        red = torch.zeros(rgb.shape[-1], dtype=rgb.dtype, device=rgb.device)
+        red[0] = 1
+        rgb = torch.where(ws < 0.9, red, rgb)
+    elif o.fill_mode == "weight":
+        rgb = ws.expand_as(rgb)
+    return rgb, depth, weights
+
+
+def _march_one(generator, f, p, points, origins, dirs, z, u, proposal, o: RenderOptions):
+    """One latent's rays: points [r, S, 3], origins / dirs [r, 3], z [r, S], u [r, S] or None ->
+    (rgb [r, C], depth [r, 1], weights [r, S'], evaluations). ``proposal`` None: every sample, in
+    one round, without termination (the exact marcher's result)."""
+    r, S = z.shape
+    terminate, window = (TERMINATE, WINDOW) if proposal is not None else (0.0, 2 * S)
+
+    def evaluator(pts):
+        def evaluate(rows, cols):
+            d = dirs[rows]
+            if o.lock_view_dependence:
+                d = torch.zeros_like(d)
+                d[:, -1] = -1
+            return _siren(generator, pts[rows, cols], f, p, d, o.max_batch_size)
+        return evaluate
+
+    def occupied_at(pts):
+        if proposal is None:
+            return torch.ones(pts.shape[:2], dtype=torch.bool, device=pts.device)
+        occ = K.grid_occupied(pts.reshape(1, -1, 3), proposal.grid, proposal.lo.to(pts.dtype),
+                              proposal.hi.to(pts.dtype)).reshape(pts.shape[:2])
+        occ[:, -1] = True                                # the infinite last interval
+        return occ
+
+    occ = occupied_at(points)
+    values = points.new_zeros(r, S, 4)
+    known = torch.zeros(r, S, dtype=torch.bool, device=z.device)
+    weights, acc, evaluations = _march_rounds(evaluator(points), z, occ, values, known, o, terminate, window)
+    if not o.hierarchical_sample:
+        rgb, depth, weights = _finish(weights, acc, values, z, o)
+        return rgb, depth, weights, evaluations
+    mids = 0.5 * (z[:, :-1] + z[:, 1:])
+    z_fine = ops.sample_pdf(mids, (weights + 1e-5)[:, 1:-1], S, det=False, u=u)   # [r, S]
+    fine = origins[:, None] + dirs[:, None] * z_fine[..., None]                   # [r, S, 3]
+    z_all, order = ops.merge_samples(z[None, ..., None], z_fine[None, ..., None])
+    z_all, order = z_all[0, ..., 0], order[0]                                      # [r, 2S]
+    pts = torch.cat([fine, points], 1).gather(1, order[..., None].expand(-1, -1, 3))
+    values = torch.cat([values.new_zeros(r, S, 4), values], 1).gather(1, order[..., None].expand(-1, -1, 4))
+    known = torch.cat([torch.zeros_like(known), known], 1).gather(1, order)
+    occ = occupied_at(pts)
+    weights, acc, more = _march_rounds(evaluator(pts), z_all, occ, values, known, o, terminate, window)
+    rgb, depth, weights = _finish(weights, acc, values, z_all, o)
+    return rgb, depth, weights, evaluations + more
+
+
+@torch.no_grad()
+def march_skipping(generator, frequencies, phase_shifts, points_cam, z_vals, dirs_cam, cam2world,
+                   o: RenderOptions, proposals=None):
+    """``ImplicitGenerator3d.march`` with empty space skipped: the same arguments; returns ((rgb,
+    depth, weights) as ``march``, or None when every latent's proposal is too full to skip anything:
+    then the caller marches exactly) and the statistics {"samples_per_ray", "exact_samples_per_ray",
+    "proposal_queries", "proposal_seconds", "occupancy", "fallback"} (fallback: images rendered
+    exactly because their proposal was too full). ``proposals``: one ``Proposal`` per latent
+    (default: built from the points' box). Draws the exact marcher's random numbers in its order, so
+    a render seeded alike gets its importance samples."""
+    check_skipping(o)
+    B, R, S, _ = points_cam.shape
+    exact = S * (2 if o.hierarchical_sample else 1)
+    dtype = torch.float64 if frequencies.dtype == torch.float64 else torch.float32
+    points, dirs, origins = transform_points_to_world(points_cam.to(dtype), dirs_cam.to(dtype), cam2world.to(dtype))
+    z = z_vals.to(dtype)[..., 0]                                                   # [B, R, S]
+    if proposals is None:
+        flat = points.reshape(B, R * S, 3)
+        size = grid_size_for(R * exact)
+        proposals = [build_proposal(generator, frequencies[b:b + 1], phase_shifts[b:b + 1], flat[b:b + 1].amin(1),
+                                    flat[b:b + 1].amax(1), o, size) for b in range(B)]
+    stats = {"exact_samples_per_ray": exact, "fallback": 0, "samples_per_ray": float(exact),
+             "proposal_queries": sum(p.queries for p in proposals),
+             "proposal_seconds": sum(p.seconds for p in proposals),
+             "occupancy": sum(p.occupancy for p in proposals) / B}
+    if all(p.occupancy > FALLBACK_OCCUPANCY for p in proposals):
+        # nothing to skip: the caller's exact marcher, which draws its own random numbers
+        stats["fallback"] = B
+        return None, stats
+    # the exact marcher's draws, in its order: coarse density noise, the importance uniforms
+    ops.draw_noise(z_vals, o.nerf_noise)
+    u = None
+    if o.hierarchical_sample:
+        u = ops.draw_uniforms(z.reshape(B * R, S)[:, 1:], S, det=False).reshape(B, R, S)
+    rgbs, depths, all_weights, evaluations = [], [], [], 0
+    for b in range(B):
+        proposal = proposals[b] if proposals[b].occupancy <= FALLBACK_OCCUPANCY else None
+        stats["fallback"] += proposal is None
+        out = _march_one(generator, frequencies[b:b + 1], phase_shifts[b:b + 1], points[b], origins[b], dirs[b],
+                         z[b], None if u is None else u[b], proposal, o)
+        rgbs.append(out[0])
+        depths.append(out[1])
+        all_weights.append(out[2])
+        evaluations += out[3]
+    ops.draw_noise(torch.empty(B, R, all_weights[0].shape[-1], 1, device=z.device), o.nerf_noise)
+    stats["samples_per_ray"] = evaluations / (B * R)
+    return (torch.stack(rgbs), torch.stack(depths), torch.stack(all_weights)[..., None]), stats
+
+
+class SkipTally:
+    """Totals of the skipping statistics over many renders, for one line of report."""
+
+    def __init__(self):
+        self.images = self.rays = self.queries = self.fallback = 0
+        self.evaluations = self.exact = self.proposal_seconds = self.seconds = 0.0
+
+    def add(self, stats: dict, rays: int, images: int = 1, seconds: float = 0.0) -> None:
+        """``stats`` of a march over ``rays`` rays (``march_skipping``'s), ``seconds`` of rendering."""
+        self.rays += rays
+        self.evaluations += stats["samples_per_ray"] * rays
+        self.exact += stats["exact_samples_per_ray"] * rays
+        self.queries += stats["proposal_queries"]
+        self.proposal_seconds += stats["proposal_seconds"]
+        self.fallback += stats["fallback"]
+        self.images += images
+        self.seconds += seconds
+
+    def summary(self) -> str:
+        if not self.rays:
+            return "empty-space skipping: nothing rendered"
+        per_ray, exact = self.evaluations / self.rays, self.exact / self.rays
+        share = f", {100 * self.proposal_seconds / self.seconds:.0f}% of the render time" if self.seconds else ""
+        return (f"empty-space skipping: {per_ray:.1f} of {exact:.0f} samples per ray evaluated "
+                f"({exact / max(per_ray, 1e-9):.1f}x fewer); proposals {self.queries // max(self.images, 1)} "
+                f"density queries per image, {self.proposal_seconds:.1f} s in all{share}; "
+                f"{self.fallback} of {self.images} images rendered exactly (proposal too full)")
