@@ -2,11 +2,16 @@
 // The Python wrappers check first with the same wording; these keep direct torch.ops calls safe.
 #pragma once
 
+#include <ATen/OpMathType.h>
 #include <ATen/core/Tensor.h>
 #include <c10/util/Exception.h>
 #include <c10/util/Optional.h>
+#include <c10/util/string_view.h>
 
 #include <tuple>
+#include <utility>
+
+#include "common.h"
 
 namespace pigan {
 
@@ -135,6 +140,125 @@ inline void check_merge(const at::Tensor& zc, const at::Tensor& zf) {
                     zc.sizes(), " and ", zf.sizes());
 }
 
+// ---------------------------------------------------------------- empty-space skipping
+
+inline void check_bool(const at::Tensor& t, const char* name) {
+  TORCH_CHECK_TYPE(t.scalar_type() == at::kBool, name, " must be a bool tensor, got ", t.scalar_type());
+}
+
+// Per-ray indices: int64 [R].
+inline void check_index(const at::Tensor& t, int64_t R, const char* name) {
+  TORCH_CHECK_TYPE(t.scalar_type() == at::kLong, name, " must be an int64 tensor, got ", t.scalar_type());
+  TORCH_CHECK_VALUE(t.dim() == 1 && t.size(0) == R, name, " must have shape [R] = [", R, "], got ",
+                    t.sizes());
+}
+
+// points [B, N, 3], grid bool [B, G, G, G] with G >= 1, lo and hi [B, 3] of any floating dtypes.
+inline void check_grid_occupied(const at::Tensor& points, const at::Tensor& grid, const at::Tensor& lo,
+                                const at::Tensor& hi) {
+  check_float(points, "points");
+  check_dim(points, 3, "points");
+  TORCH_CHECK_VALUE(points.size(2) == 3, "points must have shape [B, N, 3], got ", points.sizes());
+  const int64_t B = points.size(0);
+  check_bool(grid, "grid");
+  check_dim(grid, 4, "grid");
+  TORCH_CHECK_VALUE(grid.size(0) == B && grid.size(1) == grid.size(2) && grid.size(2) == grid.size(3) &&
+                        grid.size(1) >= 1,
+                    "grid must have shape [B, G, G, G] with B = ", B, " and G >= 1, got ", grid.sizes());
+  check_device(grid, points, "grid");
+  for (const auto& [t, name] : {std::pair{&lo, "lo"}, std::pair{&hi, "hi"}}) {
+    check_float(*t, name);
+    TORCH_CHECK_VALUE(t->dim() == 2 && t->size(0) == B && t->size(1) == 3, name,
+                      " must have shape [B, 3] = [", B, ", 3], got ", t->sizes());
+    check_device(*t, points, name);
+  }
+}
+
+inline void check_march_window(const at::Tensor& need, const at::Tensor& start, const at::Tensor& alive,
+                               int64_t k) {
+  check_bool(need, "need");
+  check_dim(need, 2, "need");
+  const int64_t R = need.size(0);
+  check_index(start, R, "start");
+  check_bool(alive, "alive");
+  TORCH_CHECK_VALUE(alive.dim() == 1 && alive.size(0) == R, "alive must have shape [R] = [", R,
+                    "], got ", alive.sizes());
+  TORCH_CHECK_VALUE(k >= 1, "k must be a positive int, got ", k);
+  check_device(start, need, "start");
+  check_device(alive, need, "alive");
+}
+
+// rgb_sigma [R, S, C+1]; z_vals [R, S] and transmittance [R] of its dtype; occupied bool [R, S];
+// start and end int64 [R]. Returns the clamp mode (kRelu or kSoftplus).
+inline int check_composite_window(const at::Tensor& rs, const at::Tensor& z, const at::Tensor& occ,
+                                  const at::Tensor& start, const at::Tensor& end,
+                                  const at::Tensor& trans, double eps, c10::string_view clamp_mode) {
+  check_float(rs, "rgb_sigma");
+  check_dim(rs, 3, "rgb_sigma");
+  TORCH_CHECK_VALUE(rs.size(2) >= 2, "rgb_sigma must have shape [R, S, C+1] with C >= 1, got ",
+                    rs.sizes());
+  const int64_t R = rs.size(0), S = rs.size(1);
+  check_dtype(z, rs, "z_vals");
+  TORCH_CHECK_VALUE(z.dim() == 2 && z.size(0) == R && z.size(1) == S, "z_vals must have shape [R, S] = [",
+                    R, ", ", S, "], got ", z.sizes());
+  check_bool(occ, "occupied");
+  TORCH_CHECK_VALUE(occ.sizes() == z.sizes(), "occupied must have shape [R, S] = [", R, ", ", S,
+                    "], got ", occ.sizes());
+  check_index(start, R, "start");
+  check_index(end, R, "end");
+  check_dtype(trans, rs, "transmittance");
+  TORCH_CHECK_VALUE(trans.dim() == 1 && trans.size(0) == R, "transmittance must have shape [R] = [", R,
+                    "], got ", trans.sizes());
+  for (const auto& [t, name] : {std::pair{&z, "z_vals"}, std::pair{&occ, "occupied"},
+                                std::pair{&start, "start"}, std::pair{&end, "end"},
+                                std::pair{&trans, "transmittance"}}) {
+    check_device(*t, rs, name);
+  }
+  TORCH_CHECK_VALUE(eps >= 0 && eps < 1, "eps must be in [0, 1), got ", eps);
+  if (clamp_mode == c10::string_view("relu")) return kRelu;
+  TORCH_CHECK_VALUE(clamp_mode == c10::string_view("softplus"),
+                    "clamp_mode must be 'relu' or 'softplus', got '", clamp_mode, "'");
+  return kSoftplus;
+}
+
+// The bodies of the skipping ops' entry points after the checks (and the CUDA device guard): the
+// inputs made contiguous, the outputs allocated, then `kernel` (the device's loops) on them.
+template <typename K>
+at::Tensor run_grid_occupied(const at::Tensor& points, const at::Tensor& grid, const at::Tensor& lo,
+                             const at::Tensor& hi, K&& kernel) {
+  at::Tensor out = new_output({points.size(0), points.size(1)}, points.options().dtype(at::kBool));
+  // The box in the points' dtype, rounded as the twin rounds it: hi - lo in the dtype of lo and hi.
+  const auto dt = points.scalar_type();
+  kernel(points.contiguous(), grid.contiguous(), lo.to(dt).contiguous(), hi.sub(lo).to(dt).contiguous(),
+         out);
+  return out;
+}
+
+template <typename K>
+at::Tensor run_march_window(const at::Tensor& need, const at::Tensor& start, const at::Tensor& alive,
+                            int64_t k, K&& kernel) {
+  at::Tensor end = new_output({need.size(0)}, start.options());
+  kernel(need.contiguous(), start.contiguous(), alive.contiguous(), k, end);
+  return end;
+}
+
+// acc and the transmittance accumulate in float32 for float16 / bfloat16 and are rounded at the end.
+template <typename K>
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> run_composite_window(
+    const at::Tensor& rs_in, const at::Tensor& z, const at::Tensor& occ, const at::Tensor& start,
+    const at::Tensor& end, const at::Tensor& trans, double eps, int clamp, K&& kernel) {
+  const at::Tensor rs = rs_in.contiguous();
+  const int64_t R = rs.size(0), S = rs.size(1);
+  const auto dtype = rs.scalar_type();
+  const auto acc_opts = rs.options().dtype(at::toOpMathType(dtype));
+  at::Tensor weights = new_output({R, S}, rs.options());
+  at::Tensor acc = new_output({R, rs.size(2)}, acc_opts), t = new_output({R}, acc_opts);
+  at::Tensor stop = new_output({R}, start.options());
+  kernel(rs, z.contiguous(), occ.contiguous(), start.contiguous(), end.contiguous(), trans.contiguous(),
+         eps, clamp, weights, acc, t, stop);
+  return {weights, acc.to(dtype), t.to(dtype), stop};
+}
+
 }  // namespace pigan
 
 // Registers every rendering op for one backend: the entry points are named <op>_<suffix>.
@@ -145,3 +269,9 @@ inline void check_merge(const at::Tensor& zc, const at::Tensor& zf) {
   m.impl("midpoint_bwd", &pigan::midpoint_bwd_##suffix);    \
   m.impl("sample_pdf", &pigan::sample_pdf_##suffix);        \
   m.impl("merge_samples", &pigan::merge_samples_##suffix)
+
+// Registers the skipping ops for one backend, as PIGAN_IMPL_RENDER_OPS.
+#define PIGAN_IMPL_SKIPPING_OPS(m, suffix)                  \
+  m.impl("grid_occupied", &pigan::grid_occupied_##suffix); \
+  m.impl("march_window", &pigan::march_window_##suffix);   \
+  m.impl("composite_window", &pigan::composite_window_##suffix)

@@ -95,11 +95,34 @@ std::tuple<at::Tensor, at::Tensor> merge_samples_gpu(const at::Tensor& zc, const
   return {z_all, idx};
 }
 
+at::Tensor grid_occupied_gpu(const at::Tensor& points, const at::Tensor& grid, const at::Tensor& lo,
+                             const at::Tensor& hi) {
+  check_grid_occupied(points, grid, lo, hi);
+  const c10::cuda::CUDAGuard guard(points.device());
+  return run_grid_occupied(points, grid, lo, hi, cuda::grid_occupied);
+}
+
+at::Tensor march_window_gpu(const at::Tensor& need, const at::Tensor& start, const at::Tensor& alive,
+                            int64_t k) {
+  check_march_window(need, start, alive, k);
+  const c10::cuda::CUDAGuard guard(need.device());
+  return run_march_window(need, start, alive, k, cuda::march_window);
+}
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> composite_window_gpu(
+    const at::Tensor& rs, const at::Tensor& z, const at::Tensor& occ, const at::Tensor& start,
+    const at::Tensor& end, const at::Tensor& trans, double eps, c10::string_view clamp_mode) {
+  const int clamp = check_composite_window(rs, z, occ, start, end, trans, eps, clamp_mode);
+  const c10::cuda::CUDAGuard guard(rs.device());
+  return run_composite_window(rs, z, occ, start, end, trans, eps, clamp, cuda::composite_window);
+}
+
 }  // namespace
 }  // namespace pigan
 
 TORCH_LIBRARY_IMPL(pigan, CUDA, m) {
   PIGAN_IMPL_RENDER_OPS(m, gpu);
+  PIGAN_IMPL_SKIPPING_OPS(m, gpu);
 }
 
 #endif  // PIGAN_WITH_CUDA

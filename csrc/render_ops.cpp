@@ -1,6 +1,7 @@
 // Schemas of the rendering ops of pigan._C (torch.library, namespace "pigan"). Other files add
 // their own ops to the same namespace with TORCH_LIBRARY_FRAGMENT, so no file may use
-// TORCH_LIBRARY(pigan, ...). Device kernels are registered in render_cpu.cpp / render_cuda.cpp.
+// TORCH_LIBRARY(pigan, ...). Device kernels are registered in render_cpu.cpp / skipping_cpu.cpp /
+// render_cuda.cpp.
 #include <limits>
 
 #include <ATen/ATen.h>
@@ -57,4 +58,10 @@ TORCH_LIBRARY_FRAGMENT(pigan, m) {
   // the CPU does but sums each row itself.
   m.def("sample_pdf(Tensor bins, Tensor weights, Tensor u, float eps, Tensor? total=None) -> Tensor");
   m.def("merge_samples(Tensor z_coarse, Tensor z_fine) -> (Tensor, Tensor)");
+  // Empty-space skipping (pigan/ops/skipping.py). No gradients: the Python module registers autograd
+  // that marks every output non-differentiable.
+  m.def("grid_occupied(Tensor points, Tensor grid, Tensor lo, Tensor hi) -> Tensor");
+  m.def("march_window(Tensor need, Tensor start, Tensor alive, int k) -> Tensor");
+  m.def("composite_window(Tensor rgb_sigma, Tensor z_vals, Tensor occupied, Tensor start, Tensor end, "
+        "Tensor transmittance, float eps, str clamp_mode) -> (Tensor, Tensor, Tensor, Tensor)");
 }

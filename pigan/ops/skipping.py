@@ -14,14 +14,15 @@ tensor. Windows are half-open index ranges [start, end) per ray. None of these o
 
 ``_grid_occupied`` / ``_march_window`` / ``_composite_window`` are the pure-PyTorch twins; the
 native backend (``torch.ops.pigan.grid_occupied`` / ``march_window`` / ``composite_window``) runs the
-per-ray code of csrc/skipping.h on CPU and CUDA.
+per-ray code of csrc/skipping.h on CPU and CUDA. Their fake kernels and autograd (every output
+non-differentiable) are registered below when this module is imported.
 """
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
 
-from . import _backend
+from . import _autograd, _backend
 from ._checks import check_same_device, check_tensor
 
 CLAMP_MODES = ("relu", "softplus")
@@ -73,8 +74,8 @@ def _check_grid_args(points, grid, lo, hi):
         raise ValueError(f"points must have shape [B, N, 3], got {tuple(points.shape)}")
     _check_bool("grid", grid, 4)
     B = points.shape[0]
-    if grid.shape[0] != B or not grid.shape[1] == grid.shape[2] == grid.shape[3]:
-        raise ValueError(f"grid must have shape [B, G, G, G] with B = {B}, got {tuple(grid.shape)}")
+    if grid.shape[0] != B or not grid.shape[1] == grid.shape[2] == grid.shape[3] or grid.shape[1] < 1:
+        raise ValueError(f"grid must have shape [B, G, G, G] with B = {B} and G >= 1, got {tuple(grid.shape)}")
     for name, t in (("lo", lo), ("hi", hi)):
         check_tensor(name, t, ndim=2)
         if t.shape != (B, 3):
@@ -219,6 +220,72 @@ def composite_window(rgb_sigma, z_vals, occupied, start, end, transmittance, eps
                                 float(eps), clamp_mode)
 
 
-GRID_OCCUPIED = _backend.Op("grid_occupied", reference=_grid_occupied_impl)
-MARCH_WINDOW = _backend.Op("march_window", reference=_march_window_impl)
-COMPOSITE_WINDOW = _backend.Op("composite_window", reference=_composite_window_impl)
+# ---------------------------------------------------------------- native backend
+
+def _non_differentiable(ctx, inputs, output):
+    ctx.mark_non_differentiable(*(output if isinstance(output, tuple) else (output,)))
+
+
+class _GridOccupiedNative(_autograd.FastPath):
+    """torch.ops.pigan.grid_occupied (the box's rounding to the points' dtype included, as the twin)."""
+
+    @staticmethod
+    def compute(points, grid, lo, hi):
+        return torch.ops.pigan.grid_occupied(points, grid, lo, hi)
+
+    save = staticmethod(_non_differentiable)
+
+
+class _MarchWindowNative(_autograd.FastPath):
+    """torch.ops.pigan.march_window."""
+
+    @staticmethod
+    def compute(need, start, alive, k):
+        return torch.ops.pigan.march_window(need, start, alive, k)
+
+    save = staticmethod(_non_differentiable)
+
+
+class _CompositeWindowNative(_autograd.FastPath):
+    """torch.ops.pigan.composite_window, on inputs already in one dtype. Its autograd (registered on
+    the op too, as on the other two) marks every output non-differentiable: inputs that require grad
+    give outputs that carry no graph, so differentiating them is an error rather than a silent zero."""
+
+    @staticmethod
+    def compute(rgb_sigma, z_vals, occupied, start, end, transmittance, eps, clamp_mode):
+        return torch.ops.pigan.composite_window(rgb_sigma, z_vals, occupied, start, end, transmittance,
+                                                eps, clamp_mode)
+
+    save = staticmethod(_non_differentiable)
+
+
+def _composite_window_native(rgb_sigma, z_vals, occupied, start, end, transmittance, eps, clamp_mode):
+    dtype = torch.promote_types(rgb_sigma.dtype, z_vals.dtype)
+    return _CompositeWindowNative.apply(rgb_sigma.to(dtype), z_vals.to(dtype), occupied, start, end,
+                                        transmittance.to(dtype), float(eps), clamp_mode)
+
+
+@_backend.when_native_loaded
+def _register_native():
+    def fake_grid_occupied(points, grid, lo, hi):
+        return points.new_empty(points.shape[:2], dtype=torch.bool)
+
+    def fake_march_window(need, start, alive, k):
+        return start.new_empty(start.shape)
+
+    def fake_composite_window(rgb_sigma, z_vals, occupied, start, end, transmittance, eps, clamp_mode):
+        R, S, C1 = rgb_sigma.shape
+        return (rgb_sigma.new_empty(R, S), rgb_sigma.new_empty(R, C1), rgb_sigma.new_empty(R),
+                start.new_empty(R))
+
+    for name, fake, path in (("grid_occupied", fake_grid_occupied, _GridOccupiedNative),
+                             ("march_window", fake_march_window, _MarchWindowNative),
+                             ("composite_window", fake_composite_window, _CompositeWindowNative)):
+        _backend.register_fake(f"pigan::{name}", fake)
+        _autograd.register_autograd(f"pigan::{name}", path)
+
+
+GRID_OCCUPIED = _backend.Op("grid_occupied", reference=_grid_occupied_impl, native=_GridOccupiedNative.apply)
+MARCH_WINDOW = _backend.Op("march_window", reference=_march_window_impl, native=_MarchWindowNative.apply)
+COMPOSITE_WINDOW = _backend.Op("composite_window", reference=_composite_window_impl,
+                               native=_composite_window_native)
