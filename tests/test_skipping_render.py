@@ -31,6 +31,13 @@ class Spheres:
         return torch.cat([rgb, sigma], -1)
 
 
+@pytest.fixture(autouse=True)
+def _fine_proposals(monkeypatch):
+    # renders of a few hundred rays would get 4^3 to 9^3 cells, too coarse to skip much of these
+    # small spheres; a proposal as costly as a tenth of the render is the real sizes' business
+    monkeypatch.setattr(skipping, "GRID_SHARE", 1.0)
+
+
 @pytest.fixture()
 def gen():
     torch.manual_seed(0)
@@ -53,7 +60,10 @@ def _render(g, f, p, o, seed=0, pitch=1.5, yaw=1.7):
         return g.render(frequencies=f, phase_shifts=p, pitch=pitch, yaw=yaw, options=o, jitter=False)
 
 
-def _assert_same_image(skip, exact, atol=2e-3):
+def _assert_same_image(skip, exact, atol=None):
+    # the light skipping may lose: below TERMINATE behind a ray's end, below ALPHA_SKIP per skipped
+    # sample (at most 2 x 24 here); x2 for pixels in [-1, 1]
+    atol = atol if atol is not None else 2 * (skipping.TERMINATE + 48 * skipping.ALPHA_SKIP)
     torch.testing.assert_close(skip["pixels"], exact["pixels"], rtol=0, atol=atol)
     torch.testing.assert_close(skip["depth"], exact["depth"], rtol=0, atol=atol)
     torch.testing.assert_close(skip["weights"].sum((-2, -1)), exact["weights"].sum((-2, -1)), rtol=0, atol=atol)
@@ -140,7 +150,7 @@ def test_ray_chunked_renders_share_one_proposal(gen, monkeypatch):
     tally = skipping.SkipTally()
     skip = render.render_images(gen, f, p, 1.5, 1.7, o.replace(skip_empty=True), with_opacity=True, tally=tally)
     for s, e in zip(skip, exact):
-        torch.testing.assert_close(s, e, rtol=0, atol=2e-3)
+        torch.testing.assert_close(s, e, rtol=0, atol=2 * (skipping.TERMINATE + 16 * skipping.ALPHA_SKIP))
     assert len(built) == 2 and tally.images == 2 and tally.rays == 2 * 18 * 18
     assert tally.evaluations < 0.6 * tally.exact
     assert "samples per ray evaluated" in tally.summary()

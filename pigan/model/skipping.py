@@ -1,9 +1,9 @@
 """Renders that skip empty space: the exact marcher's pixels from fewer network evaluations.
 
 A 3-D GAN has a new scene for every latent, so the proposal of where density is is built per latent,
-per render: the siren's density at the centres of a ``GRID_SIZE``^3 grid spanning the box of the
-image's samples, thresholded where a sample's opacity could reach ``ALPHA_SKIP`` and dilated by one
-cell. The coarse pass then evaluates only samples in occupied cells, in rounds of ``WINDOW`` samples
+per render: the siren's density at the nodes of a ``GRID_SIZE``^3 grid spanning the box of the
+image's samples; a cell is occupied where one of its corners has a density at which a sample's
+opacity could reach ``ALPHA_SKIP``, and the occupied cells are dilated by one cell. The coarse pass then evaluates only samples in occupied cells, in rounds of ``WINDOW`` samples
 per ray, compositing each round in order and dropping rays whose transmittance fell below
 ``TERMINATE`` (``pigan.ops.skipping``). The fine samples are drawn from those coarse weights with the
 uniforms the exact marcher draws (same random stream, so the same importance samples up to the
@@ -35,7 +35,7 @@ __all__ = ["GRID_SIZE", "ALPHA_SKIP", "TERMINATE", "WINDOW", "FALLBACK_OCCUPANCY
 GRID_SIZE = 32               # cells per side of the per-latent proposal, at most
 GRID_SHARE = 0.1             # and its queries at most this share of the exact render's evaluations
 ALPHA_SKIP = 1e-4            # opacity over one coarse interval below which a cell is empty
-TERMINATE = 1e-4             # transmittance below which a ray stops
+TERMINATE = 1e-3             # transmittance below which a ray stops (the light it still had: <= 1e-3)
 WINDOW = 4                   # samples evaluated per ray per round
 FALLBACK_OCCUPANCY = 0.9     # a proposal this full skips too little to pay for the rounds
 
@@ -64,7 +64,7 @@ def check_skipping(o: RenderOptions) -> None:
 
 def grid_size_for(exact_evaluations: int) -> int:
     """Cells per side of a proposal for a render of that many exact evaluations per latent."""
-    return int(max(4, min(GRID_SIZE, (GRID_SHARE * exact_evaluations) ** (1 / 3))))
+    return int(max(4, min(GRID_SIZE, (GRID_SHARE * exact_evaluations) ** (1 / 3) - 1)))
 
 
 def _activated(sigma, clamp_mode):
@@ -96,16 +96,17 @@ def frustum_box(points_cam_corners: torch.Tensor, cam2world: torch.Tensor):
 def build_proposal(generator, frequencies, phase_shifts, lo, hi, o: RenderOptions, grid_size: int = GRID_SIZE):
     """The occupancy proposal of one latent ([1, D] each) over the box lo..hi ([1, 3])."""
     t0 = time.perf_counter()
-    # points on the box's far faces fall inside the grid's half-open cells
+    # a small margin, so that points on the box's far faces fall inside the grid's half-open cells
     pad = (hi - lo) * 1e-3 + 1e-6
     lo, hi = lo - pad, hi + pad
-    centres = K.grid_cell_centres(lo, hi, grid_size)[0]                        # [G^3, 3]
-    dirs = torch.zeros_like(centres)
+    nodes = K.grid_nodes(lo, hi, grid_size)[0]                                 # [(G+1)^3, 3]
+    dirs = torch.zeros_like(nodes)
     dirs[:, -1] = -1
-    out = _siren(generator, centres, frequencies, phase_shifts, dirs, o.max_batch_size)
-    density = _activated(out[:, -1].float(), o.clamp_mode).reshape(1, grid_size, grid_size, grid_size)
+    out = _siren(generator, nodes, frequencies, phase_shifts, dirs, o.max_batch_size)
+    n = grid_size + 1
+    density = _activated(out[:, -1].float(), o.clamp_mode).reshape(1, n, n, n)
     grid = K.occupancy_grid(density, _density_threshold(o), dilation=1)
-    return Proposal(grid, lo, hi, centres.shape[0], time.perf_counter() - t0)
+    return Proposal(grid, lo, hi, nodes.shape[0], time.perf_counter() - t0)
 
 
 def _march_rounds(evaluate, z, occupied, values, known, o: RenderOptions, terminate: float, window: int):

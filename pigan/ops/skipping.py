@@ -47,24 +47,28 @@ def _check_index(name, t, rays):
 # ---------------------------------------------------------------- the proposal
 
 def occupancy_grid(density: torch.Tensor, threshold: float, dilation: int = 1) -> torch.Tensor:
-    """density [B, G, G, G] (activated: relu or softplus of sigma) at the centres of a grid's cells
-    -> bool [B, G, G, G]: cells whose density exceeds ``threshold``, grown by ``dilation`` cells in
-    every direction (density between two cell centres can exceed both ends; the margin keeps it)."""
+    """density [B, G+1, G+1, G+1] (activated: relu or softplus of sigma) at the nodes of a grid ->
+    bool [B, G, G, G]: cells with a corner whose density exceeds ``threshold``, grown by ``dilation``
+    cells in every direction. Corners rather than centres, so that density on the box's faces (a
+    render's near and far planes) is seen; the margin keeps density that rises between nodes."""
     check_tensor("density", density, ndim=4)
+    if min(density.shape[1:]) < 2:
+        raise ValueError(f"density must have shape [B, G+1, G+1, G+1] with G >= 1, got {tuple(density.shape)}")
     if dilation < 0:
         raise ValueError(f"dilation must be >= 0, got {dilation}")
-    occ = density > threshold
+    corner = F.max_pool3d(density[:, None].float(), 2, stride=1)[:, 0]                   # [B, G, G, G]
+    occ = corner > threshold
     if dilation:
         occ = F.max_pool3d(occ[:, None].float(), 2 * dilation + 1, stride=1, padding=dilation)[:, 0] > 0
     return occ
 
 
-def grid_cell_centres(lo: torch.Tensor, hi: torch.Tensor, size: int) -> torch.Tensor:
-    """lo, hi [B, 3] (the grid's box) -> the cells' centres [B, G^3, 3] in (x, y, z) order with x
-    fastest: cell (i, j, k) of ``grid[b, k, j, i]``."""
-    steps = (torch.arange(size, device=lo.device, dtype=lo.dtype) + 0.5) / size          # [G]
+def grid_nodes(lo: torch.Tensor, hi: torch.Tensor, size: int) -> torch.Tensor:
+    """lo, hi [B, 3] (the grid's box) -> the nodes of a size^3-cell grid [B, (size+1)^3, 3] in (x, y, z)
+    order with x fastest: node (i, j, k) is the corner of cell ``grid[b, k, j, i]`` nearest lo."""
+    steps = torch.arange(size + 1, device=lo.device, dtype=lo.dtype) / size               # [G+1]
     zz, yy, xx = torch.meshgrid(steps, steps, steps, indexing="ij")
-    unit = torch.stack([xx, yy, zz], -1).reshape(1, -1, 3)                                # [1, G^3, 3]
+    unit = torch.stack([xx, yy, zz], -1).reshape(1, -1, 3)                                # [1, (G+1)^3, 3]
     return lo[:, None] + unit * (hi - lo)[:, None]
 
 
