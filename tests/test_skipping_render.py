@@ -168,3 +168,33 @@ def test_skipping_refuses_gradients_and_density_noise(gen):
 def test_grid_sizes_scale_with_the_render():
     assert skipping.grid_size_for(16 * 16 * 24) < skipping.grid_size_for(64 * 64 * 48) <= skipping.GRID_SIZE
     assert skipping.grid_size_for(1) >= 4
+
+
+def test_render_command_skips_by_default_and_reports_it(gen, tmp_path, capsys, monkeypatch):
+    from pigan.checkpoints import save_checkpoint
+    from pigan.cli import render as render_cli
+    from pigan.curriculums import get_curriculum
+
+    path = tmp_path / "g.pt"
+    cur = get_curriculum("demo")
+    real = ImplicitGenerator3d("TALLSIREN", 8, hidden_dim=8, map_hidden_dim=8)
+    save_checkpoint(path, generator=real, ema=real.state_dict(),
+                    config={str(k) if isinstance(k, int) else k: v for k, v in cur.items()})
+    seen = []
+    write = render.write_samples
+    monkeypatch.setattr(render, "write_samples", lambda *a, **k: seen.append(k["options"]) or write(*a, **k))
+    args = [str(path), "--num", "1", "--identities", "1", "--views", "1", "--pitches", "1", "--resolution", "6",
+            "--steps", "4", "--frames", "0", "--no-progress", "--device", "cpu"]
+    assert render_cli.main(args + ["--out", str(tmp_path / "a")]) == 0
+    assert seen[-1].skip_empty and "empty-space skipping:" in capsys.readouterr().out
+    assert render_cli.main(args + ["--out", str(tmp_path / "b"), "--exact"]) == 0
+    assert not seen[-1].skip_empty and "empty-space skipping" not in capsys.readouterr().out
+
+
+def test_eval_and_invert_take_the_switch():
+    from pigan.cli import eval as eval_cli
+    from pigan.cli import invert as invert_cli
+
+    assert eval_cli.build_parser().parse_args(["c", "--real", "faces"]).skip_empty is False
+    assert eval_cli.build_parser().parse_args(["c", "--real", "faces", "--skip-empty"]).skip_empty
+    assert invert_cli.build_parser().parse_args(["c", "i", "--exact"]).exact

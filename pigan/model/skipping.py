@@ -275,8 +275,10 @@ class SkipTally:
         if not self.rays:
             return "empty-space skipping: nothing rendered"
         per_ray, exact = self.evaluations / self.rays, self.exact / self.rays
+        spent = per_ray + self.queries / self.rays
         share = f", {100 * self.proposal_seconds / self.seconds:.0f}% of the render time" if self.seconds else ""
-        return (f"empty-space skipping: {per_ray:.1f} of {exact:.0f} samples per ray evaluated "
-                f"({exact / max(per_ray, 1e-9):.1f}x fewer); proposals {self.queries // max(self.images, 1)} "
-                f"density queries per image, {self.proposal_seconds:.1f} s in all{share}; "
-                f"{self.fallback} of {self.images} images rendered exactly (proposal too full)")
+        return (f"empty-space skipping: {per_ray:.1f} of {exact:.0f} samples per ray evaluated; with the "
+                f"proposals' {self.queries // max(self.images, 1)} density queries per image, "
+                f"{exact / max(spent, 1e-9):.1f}x fewer network evaluations than exact "
+                f"(proposals {self.proposal_seconds:.1f} s in all{share}); {self.fallback} of {self.images} "
+                "images rendered exactly (proposal too full to skip); --exact renders every sample")
