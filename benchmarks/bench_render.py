@@ -7,6 +7,8 @@ pose offset by 0.3 rad of yaw, no jitter) at 128x128 and 256x256 with 24 coarse 
 checkpoint comes from ``PIGAN_BENCH_RENDER_CHECKPOINT`` (e.g. scripts/distill_faces.py's heads);
 without it the cases skip. extra_info: samples evaluated per ray and the proposal's seconds.
 
+``test_render_batch`` (gpu_check): B=8 latents at 256x256 in one ``generator.render`` call.
+
     PIGAN_BENCH_RENDER_CHECKPOINT=runs/faces_distilled.pt pytest benchmarks -k render --benchmark-only
 """
 import os
@@ -14,7 +16,7 @@ import os
 import pytest
 import torch
 
-from conftest import TINY, run_case
+from conftest import TINY, check_devices, run_case, size
 from pigan import render
 from pigan.checkpoints import load_for_render
 from pigan.model.render_options import RenderOptions
@@ -23,16 +25,16 @@ from pigan.model.skipping import SkipTally
 CHECKPOINT = os.environ.get("PIGAN_BENCH_RENDER_CHECKPOINT")
 
 
-@pytest.mark.parametrize("size", [128, 256])
+@pytest.mark.parametrize("px", [128, 256])
 @pytest.mark.parametrize("kind", ["exact", "skip"])
-def test_render_image(benchmark, kind, size):
+def test_render_image(benchmark, kind, px):
     if not CHECKPOINT:
         pytest.skip("set PIGAN_BENCH_RENDER_CHECKPOINT to a checkpoint (e.g. scripts/distill_faces.py's)")
     if TINY:
-        size = 16
-    benchmark.group = f"render one image cpu {size}x{size} S=24+24 {os.path.basename(CHECKPOINT)}"
+        pytest.skip("CPU table only (a tiny rehearsal runs test_render_batch)")
+    benchmark.group = f"render one image cpu {px}x{px} S=24+24 {os.path.basename(CHECKPOINT)}"
     generator, config = load_for_render(CHECKPOINT)
-    o = RenderOptions.from_curriculum(config, img_size=size, num_steps=24).replace(skip_empty=kind == "skip")
+    o = RenderOptions.from_curriculum(config, img_size=px, num_steps=24).replace(skip_empty=kind == "skip")
     f, p = render.latents(generator, 1, seed=3)
     tallies = []
 
@@ -42,7 +44,7 @@ def test_render_image(benchmark, kind, size):
         tallies.append(tally)
         return out
 
-    run_case(benchmark, one, "cpu", kind=kind, ours=kind == "skip", rounds=3, size=size,
+    run_case(benchmark, one, "cpu", kind=kind, ours=kind == "skip", rounds=3, size=px,
              checkpoint=os.path.basename(CHECKPOINT))
     t = tallies[-1]
     if t.rays:
@@ -52,3 +54,31 @@ def test_render_image(benchmark, kind, size):
     else:
         benchmark.extra_info.update(samples_per_ray=48, exact_samples_per_ray=48)
     assert torch.isfinite(one()[0]).all()
+
+
+@pytest.mark.parametrize("device", check_devices())
+@pytest.mark.parametrize("kind", ["exact", "skip"])
+def test_render_batch(benchmark, kind, device):
+    """gpu_check's rows: B=8 latents at 256x256, 24+24 samples, one ``generator.render`` call, exact vs
+    skipping, on the checkpoint of PIGAN_BENCH_RENDER_CHECKPOINT (gpu_check distils one first)."""
+    if not CHECKPOINT:
+        pytest.skip("set PIGAN_BENCH_RENDER_CHECKPOINT to a checkpoint (e.g. scripts/distill_faces.py's)")
+    size_px = size(device, cpu=256, cuda=256, tiny=16)
+    batch = 2 if TINY else 8
+    benchmark.group = f"render B={batch} {device} {size_px}x{size_px} S=24+24 {os.path.basename(CHECKPOINT)}"
+    generator, config = load_for_render(CHECKPOINT, device)
+    o = RenderOptions.from_curriculum(config, img_size=size_px, num_steps=24).replace(skip_empty=kind == "skip")
+    f, p = render.latents(generator, batch, seed=3)
+
+    def one():
+        with torch.no_grad():
+            return generator.render(frequencies=f, phase_shifts=p, pitch=o.pitch, yaw=o.yaw + 0.3, options=o,
+                                    jitter=False)
+
+    run_case(benchmark, one, device, kind=kind, ours=kind == "skip", rounds=3, size=size_px, B=batch,
+             checkpoint=os.path.basename(CHECKPOINT))
+    stats = one().get("skipping")
+    if stats is not None:
+        benchmark.extra_info.update(samples_per_ray=round(stats["samples_per_ray"], 2),
+                                    exact_samples_per_ray=stats["exact_samples_per_ray"],
+                                    fallback=stats["fallback"])

@@ -95,10 +95,13 @@ def main(argv=None):
     ap.add_argument("--lr", type=float, default=2e-4)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--device", default="cpu", help="where the generator trains (the targets are drawn on the CPU)")
     args = ap.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
+    dev = torch.device(args.device)
     g, cur = build(args)
+    g.to(dev)
     cam = default_camera()
     radius = min(0.92 * math.tan(math.radians(cam["fov"]) / 2), 0.9 * (cam["ray_end"] - cam["ray_start"]) / 2)
     opt = torch.optim.Adam(g.parameters(), lr=args.lr, betas=(0.9, 0.99))
@@ -109,7 +112,8 @@ def main(argv=None):
         params = head_params(z, radius)
         x = sample_points(params["axes"], args.points, extent=cam["ray_end"] - 1)
         sigma_t, rgb_t = head_field(params, x)
-        f, p = g.siren.mapping_network(z)
+        x, sigma_t, rgb_t = x.to(dev), sigma_t.to(dev), rgb_t.to(dev)
+        f, p = g.siren.mapping_network(z.to(dev))
         dirs = F.normalize(torch.randn_like(x), dim=-1)
         out = g.siren.forward_with_frequencies_phase_shifts(x, f, p, ray_directions=dirs)
         near = (sigma_t > -1).float()[..., None]        # colour matters on and inside the surface
@@ -125,6 +129,7 @@ def main(argv=None):
     with torch.no_grad():
         g.siren.final_layer.weight.mul_(SIGMA_SCALE)
         g.siren.final_layer.bias.mul_(SIGMA_SCALE)
+    g.cpu()
     psnrs = check(g, cur, radius)
     print("PSNR of renders vs the analytic heads (8 random z and poses, 32x32): "
           + " ".join(f"{v:.1f}" for v in psnrs), flush=True)

@@ -5,7 +5,7 @@
 #
 # Phases, each under its own `timeout` so a slow or hung phase cannot starve the others; every phase
 # runs even when an earlier one failed. Budgets in seconds (PIGAN_BUDGET_<PHASE> overrides one),
-# 470 s in all, inside 8 minutes with process start-up:
+# 515 s in all, inside 9 minutes with process start-up:
 #   preflight     25  GPU, versions, tools (no CUDA device and no dry run: exit 2, one line)
 #   build        130  pip install --no-build-isolation --no-deps -e . (MAX_JOBS=nproc, this GPU's
 #                     arch only), pigan._C.build_info(), tests/test_native_build.py
@@ -16,8 +16,10 @@
 #                     midpoint) with device copy bandwidth; sample_pdf, merge
 #   bench_train   90  one CelebA generator train step B=28 64x64 12+12 bf16 autocast: auto vs
 #                     reference vs torch.compile(reference)
+#   bench_skip    45  a heads generator distilled on the spot (scripts/distill_faces.py, 600 steps),
+#                     then B=8 renders at 256x256, 24+24 samples: exact vs skipping empty space
 #   summary       10  OUT/summary.md + OUT/summary.json (scripts/gpu_check_report.py), always
-# A phase also stops early enough to leave the summary its time inside the 470 s total. Benchmarks
+# A phase also stops early enough to leave the summary its time inside the 515 s total. Benchmarks
 # stream each finished case to OUT/bench.jsonl, so a phase cut short keeps the cases it finished
 # (torch.compile cases run last).
 #
@@ -38,7 +40,7 @@ mkdir -p "$1" && OUT=$(cd "$1" && pwd) || { echo "gpu_check: cannot create $1" >
 cd "$(dirname "$0")/.." || exit 2
 ROOT=$(pwd)
 PY=${PYTHON:-python3}
-TOTAL=${PIGAN_BUDGET_TOTAL:-470}
+TOTAL=${PIGAN_BUDGET_TOTAL:-515}
 SUMMARY_BUDGET=${PIGAN_BUDGET_SUMMARY:-10}
 START=$(date +%s)
 rm -f "$OUT/phases.tsv" "$OUT/bench.jsonl" "$OUT/summary.md" "$OUT/summary.json"
@@ -150,6 +152,14 @@ bench() {  # bench PHASE BUDGET K-EXPRESSION
 bench bench_film 80 "film_layer"
 bench bench_render 45 "film_stack or composite or midpoint or device_copy or sample_pdf or merge"
 bench bench_train 90 "train_step"
+if [ "$DRY" = 1 ]; then HEADS_STEPS=20; DISTILL_DEVICE=""; else HEADS_STEPS=600; DISTILL_DEVICE="--device cuda"; fi
+export PIGAN_BENCH_RENDER_CHECKPOINT="$OUT/heads.pt"
+run_phase bench_skip 45 "
+  \"\$PY\" scripts/distill_faces.py --out \"\$PIGAN_BENCH_RENDER_CHECKPOINT\" --steps $HEADS_STEPS --batch 4 --points 2048 \
+    --lr 3e-4 $DISTILL_DEVICE || exit 1
+  \"\$PY\" -m pytest benchmarks -m gpucheck -k render_batch --benchmark-only -p no:cacheprovider \
+    --benchmark-json=\"\$OUT/bench_skip.json\" --benchmark-columns=min,median,rounds
+"
 
 # ---------------------------------------------------------------- summary
 log "summary (budget $SUMMARY_BUDGET s)"
