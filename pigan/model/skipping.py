@@ -1,14 +1,17 @@
 """Renders that skip empty space: the exact marcher's pixels from fewer network evaluations.
 
 A 3-D GAN has a new scene for every latent, so the proposal of where density is is built per latent,
-per render: the siren's density at the nodes of a ``GRID_SIZE``^3 grid spanning the box of the
-image's samples; a cell is occupied where one of its corners has a density at which a sample's
-opacity could reach ``ALPHA_SKIP``, and the occupied cells are dilated by one cell. The coarse pass then evaluates only samples in occupied cells, in rounds of ``WINDOW`` samples
-per ray, compositing each round in order and dropping rays whose transmittance fell below
-``TERMINATE`` (``pigan.ops.skipping``). The fine samples are drawn from those coarse weights with the
-uniforms the exact marcher draws (same random stream, so the same importance samples up to the
-skipped weights), and the merged samples are marched the same way. The last sample of every ray is
-always evaluated: its interval is infinite, so any positive density there takes all remaining light.
+per render: the siren's density at the nodes of a grid (``grid_size_for``: at most ``GRID_SIZE``^3
+cells, at most ``GRID_SHARE`` of the exact render's evaluations) spanning the box of the image's
+samples; a cell is occupied where one of its corners has a density at which a sample's opacity
+could reach ``ALPHA_SKIP``, and the occupied cells are dilated by one cell. The coarse pass then
+evaluates only samples in occupied cells, in rounds of ``WINDOW`` samples per ray, compositing each
+round in order and dropping rays whose transmittance fell below ``TERMINATE``
+(``pigan.ops.skipping``). The fine samples are drawn from those coarse weights with the uniforms the
+exact marcher draws (same random stream, so the same importance samples up to the skipped weights),
+and the merged samples are marched the same way. The last sample of every ray is always evaluated:
+its interval is infinite, so any positive density there takes all remaining light. A latent whose
+coarse samples are mostly occupied (``FALLBACK_SHARE``) is marched exactly.
 
 What a skipped sample would have contributed is below ALPHA_SKIP (empty cells) or below TERMINATE
 (behind termination), so the pixels equal the exact ones to about 1e-3. Gradients need every
@@ -29,7 +32,7 @@ from pigan.ops.rays import transform_points_to_world
 
 from .render_options import RenderOptions
 
-__all__ = ["GRID_SIZE", "ALPHA_SKIP", "TERMINATE", "WINDOW", "FALLBACK_OCCUPANCY", "Proposal", "build_proposal",
+__all__ = ["GRID_SIZE", "ALPHA_SKIP", "TERMINATE", "WINDOW", "FALLBACK_SHARE", "Proposal", "build_proposal",
            "frustum_box", "grid_size_for", "march_skipping", "check_skipping", "SkipTally"]
 
 GRID_SIZE = 32               # cells per side of the per-latent proposal, at most
@@ -37,7 +40,8 @@ GRID_SHARE = 0.1             # and its queries at most this share of the exact r
 ALPHA_SKIP = 1e-4            # opacity over one coarse interval below which a cell is empty
 TERMINATE = 1e-3             # transmittance below which a ray stops (the light it still had: <= 1e-3)
 WINDOW = 4                   # samples evaluated per ray per round
-FALLBACK_OCCUPANCY = 0.9     # a proposal this full skips too little to pay for the rounds
+FALLBACK_SHARE = 0.8         # a latent with this share of its coarse samples occupied is marched exactly:
+                             # skipping the rest does not pay for the rounds' bookkeeping
 
 
 @dataclass
@@ -210,8 +214,9 @@ def march_skipping(generator, frequencies, phase_shifts, points_cam, z_vals, dir
     """``ImplicitGenerator3d.march`` with empty space skipped: the same arguments; returns ((rgb,
     depth, weights) as ``march``, or None when every latent's proposal is too full to skip anything:
     then the caller marches exactly) and the statistics {"samples_per_ray", "exact_samples_per_ray",
-    "proposal_queries", "proposal_seconds", "occupancy", "fallback"} (fallback: images rendered
-    exactly because their proposal was too full). ``proposals``: one ``Proposal`` per latent
+    "proposal_queries", "proposal_seconds", "occupancy" (of the grids' cells), "occupied_share" (of
+    the coarse samples), "fallback"} (fallback: images rendered exactly because their proposal was too
+    full). ``proposals``: one ``Proposal`` per latent
     (default: built from the points' box). Draws the exact marcher's random numbers in its order, so
     a render seeded alike gets its importance samples."""
     check_skipping(o)
@@ -229,7 +234,11 @@ def march_skipping(generator, frequencies, phase_shifts, points_cam, z_vals, dir
              "proposal_queries": sum(p.queries for p in proposals),
              "proposal_seconds": sum(p.seconds for p in proposals),
              "occupancy": sum(p.occupancy for p in proposals) / B}
-    if all(p.occupancy > FALLBACK_OCCUPANCY for p in proposals):
+    # the share of each latent's coarse samples in occupied cells: what skipping could save at most
+    shares = [K.grid_occupied(points[b].reshape(1, -1, 3), q.grid, q.lo.to(dtype), q.hi.to(dtype)).float().mean()
+              .item() for b, q in enumerate(proposals)]
+    stats["occupied_share"] = sum(shares) / B
+    if all(share > FALLBACK_SHARE for share in shares):
         # nothing to skip: the caller's exact marcher, which draws its own random numbers
         stats["fallback"] = B
         return None, stats
@@ -240,7 +249,7 @@ def march_skipping(generator, frequencies, phase_shifts, points_cam, z_vals, dir
         u = ops.draw_uniforms(z.reshape(B * R, S)[:, 1:], S, det=False).reshape(B, R, S)
     rgbs, depths, all_weights, evaluations = [], [], [], 0
     for b in range(B):
-        proposal = proposals[b] if proposals[b].occupancy <= FALLBACK_OCCUPANCY else None
+        proposal = proposals[b] if shares[b] <= FALLBACK_SHARE else None
         stats["fallback"] += proposal is None
         out = _march_one(generator, frequencies[b:b + 1], phase_shifts[b:b + 1], points[b], origins[b], dirs[b],
                          z[b], None if u is None else u[b], proposal, o)
