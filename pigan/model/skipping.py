@@ -35,7 +35,7 @@ from .render_options import RenderOptions
 __all__ = ["GRID_SIZE", "ALPHA_SKIP", "TERMINATE", "WINDOW", "FALLBACK_SHARE", "Proposal", "build_proposal",
            "frustum_box", "grid_size_for", "march_skipping", "check_skipping", "SkipTally"]
 
-GRID_SIZE = 32               # cells per side of the per-latent proposal, at most
+GRID_SIZE = 48               # cells per side of the per-latent proposal, at most
 GRID_SHARE = 0.1             # and its queries at most this share of the exact render's evaluations
 ALPHA_SKIP = 1e-4            # opacity over one coarse interval below which a cell is empty
 TERMINATE = 1e-3             # transmittance below which a ray stops (the light it still had: <= 1e-3)
