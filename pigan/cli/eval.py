@@ -92,8 +92,7 @@ def _main(argv) -> int:
     result["checkpoint"] = str(args.checkpoint)
     with writing(out):
         out.write_text(json.dumps(result, indent=2) + "\n")
-    print(evaluate.format_table(result))
-    print(f"json: {out}")
+    print(f"{evaluate.format_table(result)}\njson: {out}")
     return 0
 
 
