@@ -170,27 +170,27 @@ def _march_one(generator, f, p, points, origins, dirs, z, u, proposal, o: Render
     r, S = z.shape
     terminate, window = (TERMINATE, WINDOW) if proposal is not None else (0.0, 2 * S)
 
-    def evaluator(pts):
+    def evaluator(point_at):
         def evaluate(rows, cols):
             d = dirs[rows]
             if o.lock_view_dependence:
                 d = torch.zeros_like(d)
                 d[:, -1] = -1
-            return _siren(generator, pts[rows, cols], f, p, d, o.max_batch_size)
+            return _siren(generator, point_at(rows, cols), f, p, d, o.max_batch_size)
         return evaluate
 
     def occupied_at(pts):
         if proposal is None:
             return torch.ones(pts.shape[:2], dtype=torch.bool, device=pts.device)
-        occ = K.grid_occupied(pts.reshape(1, -1, 3), proposal.grid, proposal.lo.to(pts.dtype),
-                              proposal.hi.to(pts.dtype)).reshape(pts.shape[:2])
-        occ[:, -1] = True                                # the infinite last interval
-        return occ
+        return K.grid_occupied(pts.reshape(1, -1, 3), proposal.grid, proposal.lo.to(pts.dtype),
+                               proposal.hi.to(pts.dtype)).reshape(pts.shape[:2])
 
     occ = occupied_at(points)
+    occ[:, -1] = True                                    # the infinite last interval
     values = points.new_zeros(r, S, 4)
     known = torch.zeros(r, S, dtype=torch.bool, device=z.device)
-    weights, acc, evaluations = _march_rounds(evaluator(points), z, occ, values, known, o, terminate, window)
+    weights, acc, evaluations = _march_rounds(evaluator(lambda i, j: points[i, j]), z, occ, values, known, o,
+                                              terminate, window)
     if not o.hierarchical_sample:
         rgb, depth, weights = _finish(weights, acc, values, z, o)
         return rgb, depth, weights, evaluations
@@ -199,11 +199,20 @@ def _march_one(generator, f, p, points, origins, dirs, z, u, proposal, o: Render
     fine = origins[:, None] + dirs[:, None] * z_fine[..., None]                   # [r, S, 3]
     z_all, order = ops.merge_samples(z[None, ..., None], z_fine[None, ..., None])
     z_all, order = z_all[0, ..., 0], order[0]                                      # [r, 2S]
-    pts = torch.cat([fine, points], 1).gather(1, order[..., None].expand(-1, -1, 3))
-    values = torch.cat([values.new_zeros(r, S, 4), values], 1).gather(1, order[..., None].expand(-1, -1, 4))
-    known = torch.cat([torch.zeros_like(known), known], 1).gather(1, order)
-    occ = occupied_at(pts)
-    weights, acc, more = _march_rounds(evaluator(pts), z_all, occ, values, known, o, terminate, window)
+    # where each coarse sample went in the merged order (order indexes cat([fine, coarse]))
+    slot = torch.empty_like(order).scatter_(1, order, torch.arange(2 * S, device=z.device).expand(r, -1))
+    to_coarse = slot[:, S:]                                                        # [r, S]
+    merged_values = values.new_zeros(r, 2 * S, values.shape[-1])
+    merged_values.scatter_(1, to_coarse[..., None].expand(-1, -1, values.shape[-1]), values)
+    merged_known = torch.zeros(r, 2 * S, dtype=torch.bool, device=z.device).scatter_(1, to_coarse, known)
+    merged_occ = torch.cat([occupied_at(fine), occ], 1).gather(1, order)
+    merged_occ[:, -1] = True
+    # the coarse points a ray did not reach in the coarse pass are recomputed along the ray like the
+    # fine ones (the same point to float rounding)
+    point_at = evaluator(lambda i, j: origins[i] + dirs[i] * z_all[i, j, None])
+    weights, acc, more = _march_rounds(point_at, z_all, merged_occ, merged_values, merged_known, o, terminate,
+                                       window)
+    values = merged_values
     rgb, depth, weights = _finish(weights, acc, values, z_all, o)
     return rgb, depth, weights, evaluations + more
 
