@@ -134,7 +134,7 @@ def _render_in_ray_chunks(generator, frequencies, phase_shifts, pitch, yaw, o: R
             part = generator.skip_stats
             stats["samples_per_ray"] += part["samples_per_ray"] * d.shape[1] / rays
             stats["exact_samples_per_ray"] = part["exact_samples_per_ray"]
-            stats["fallback"] = part["fallback"]
+            stats["fallback"] = max(stats["fallback"], part["fallback"])      # this image, in any chunk
         rgb[head:head + chunk] = c_rgb[0].float()
         depth[head:head + chunk] = c_depth[0, :, 0].float()
         opacity[head:head + chunk] = c_weights[0].sum((-2, -1)).float()
