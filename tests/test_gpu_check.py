@@ -12,7 +12,7 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "scripts" / "gpu_check.sh"
-PHASES = ["preflight", "build", "tests", "bench_film", "bench_render", "bench_train"]
+PHASES = ["preflight", "build", "tests", "bench_film", "bench_render", "bench_train", "bench_skip"]
 # One cheap case per benchmark phase (the filter is and-ed with each phase's own selection).
 FEW_CASES = "device_copy or film_layer and fp32 and native or train_step and auto"
 
