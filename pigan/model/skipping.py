@@ -36,7 +36,8 @@ __all__ = ["GRID_SIZE", "ALPHA_SKIP", "TERMINATE", "WINDOW", "FALLBACK_SHARE", "
            "frustum_box", "grid_size_for", "march_skipping", "check_skipping", "SkipTally"]
 
 GRID_SIZE = 48               # cells per side of the per-latent proposal, at most
-GRID_SHARE = 0.1             # and its queries at most this share of the exact render's evaluations
+GRID_SHARE = 0.1             # and its queries at most this share of the exact render's evaluations,
+GRID_FLOOR, FLOOR_FROM = 32, 64 * 64 * 24   # but at least 32^3 cells from a 64x64, 12+12 render up
 ALPHA_SKIP = 1e-4            # opacity over one coarse interval below which a cell is empty
 TERMINATE = 1e-3             # transmittance below which a ray stops (the light it still had: <= 1e-3)
 WINDOW = 4                   # samples evaluated per ray per round
@@ -67,8 +68,13 @@ def check_skipping(o: RenderOptions) -> None:
 
 
 def grid_size_for(exact_evaluations: int) -> int:
-    """Cells per side of a proposal for a render of that many exact evaluations per latent."""
-    return int(max(4, min(GRID_SIZE, (GRID_SHARE * exact_evaluations) ** (1 / 3) - 1)))
+    """Cells per side of a proposal for a render of that many exact evaluations per latent: a tenth of
+    them, but never fewer than GRID_FLOOR^3 cells from a 64x64, 12+12 render up (what a proposal misses
+    is thinner than its cells, whatever the image's size)."""
+    share = (GRID_SHARE * exact_evaluations) ** (1 / 3) - 1
+    if exact_evaluations >= FLOOR_FROM:
+        share = max(share, GRID_FLOOR)
+    return int(max(4, min(GRID_SIZE, share)))
 
 
 def _activated(sigma, clamp_mode):
