@@ -41,6 +41,7 @@ GRID_FLOOR, FLOOR_FROM = 32, 64 * 64 * 24   # but at least 32^3 cells from a 64x
 ALPHA_SKIP = 1e-4            # opacity over one coarse interval below which a cell is empty
 TERMINATE = 1e-3             # transmittance below which a ray stops (the light it still had: <= 1e-3)
 WINDOW = 4                   # samples evaluated per ray per round
+STRAGGLERS = 16              # until fewer than 1/16 of the rays are live: then they finish in one round
 FALLBACK_SHARE = 0.8         # a latent with this share of its coarse samples occupied is marched exactly:
                              # skipping the rest does not pay for the rounds' bookkeeping
 
@@ -131,9 +132,14 @@ def _march_rounds(evaluate, z, occupied, values, known, o: RenderOptions, termin
     weights = torch.zeros(r, S, dtype=values.dtype, device=z.device)
     acc = torch.zeros(r, values.shape[-1], dtype=values.dtype, device=z.device)
     evaluations = 0
-    while bool(alive.any()):
+    while True:
+        live = int(alive.sum())
+        if not live:
+            break
         need = occupied & ~known
-        end = K.march_window(need, start, alive, window)
+        # the last few live rays finish in one round: a round costs bookkeeping over every ray and a
+        # network call, however few samples it evaluates
+        end = K.march_window(need, start, alive, window if live * STRAGGLERS > r else S)
         sel = need & (idx[None] >= start[:, None]) & (idx[None] < end[:, None])
         rows, cols = sel.nonzero(as_tuple=True)
         if rows.numel():
