@@ -120,7 +120,7 @@ def _render_in_ray_chunks(generator, frequencies, phase_shifts, pitch, yaw, o: R
     proposals, stats = None, None
     if o.skip_empty:
         ends = torch.cat([dirs * o.ray_start, dirs * o.ray_end], 1)           # [1, 2R, 3]: the frustum's extent
-        lo, hi = skipping.frustum_box(ends, cam2world)
+        lo, hi = skipping.frustum_box(ends, torch.cat([dirs, dirs], 1), cam2world)
         cells = skipping.grid_size_for(rays * steps * (2 if o.hierarchical_sample else 1))
         proposals = [skipping.build_proposal(generator, frequencies, phase_shifts, lo, hi, o, cells)]
         stats = {"samples_per_ray": 0.0, "exact_samples_per_ray": 0, "proposal_queries": proposals[0].queries,

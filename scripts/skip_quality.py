@@ -79,7 +79,8 @@ def main():
                "skip_images_per_s": round(len(rows) / times["skip"], 4),
                "speedup": round(times["exact"] / times["skip"], 3),
                "min_psnr": min(r["psnr"] for r in rows), "min_depth_psnr": min(r["depth_psnr"] for r in rows),
-               "samples_per_ray": round(tally.evaluations / tally.rays, 2), "exact_samples_per_ray": tally.exact / tally.rays,
+               "samples_per_ray": round(tally.evaluations / tally.rays, 2),
+               "exact_samples_per_ray": tally.exact / tally.rays,
                "proposal_seconds": round(tally.proposal_seconds, 2), "fallback": tally.fallback}
     noise = [r["noise_psnr"] for r in rows if "noise_psnr" in r]
     if noise:

@@ -66,7 +66,7 @@ class _Checks:
     def __init__(self, generator, target, render, params, pose, opt, backtrack, clock):
         self.generator, self.target, self.render, self.backtrack = generator, target, render, backtrack
         self.params, self.pose, self.opt, self.clock = params, pose, opt, clock
-        self.best, self.checks, self.backtracks, self.trace = None, [], [], []
+        self.best, self.backtracks, self.trace = None, [], []
 
     def __call__(self, i: int, latent):
         pose = self.pose
@@ -75,7 +75,6 @@ class _Checks:
             f, p = latent(0)
             fit = render_latent(self.generator, f, p, self.render, pitch=pose[0:1], yaw=pose[1:2], jitter=False)
             mse = F.mse_loss(fit.float(), self.target).item()
-        self.checks.append((i, mse))
         self.trace.append({"iteration": i, "mse": mse, "seconds": time.perf_counter() - self.clock,
                            "pitch": pose[0].item(), "yaw": pose[1].item()})
         best = self.best
@@ -127,10 +126,11 @@ def fit_stage(generator, target, base, render: RenderOptions, pose, options: Inv
         if bar is not None:
             bar.set_postfix(mse=f"{losses[-1]:.4f}", best=f"{check.best['mse']:.4f}", refresh=False)
             bar.update(1)
-    final = {"iteration": check.checks[-1][0], "mse": check.checks[-1][1], "pitch": pose[0].item(),
-             "yaw": pose[1].item()}
-    return {"best": check.best, "final": final, "losses": losses, "checks": check.checks,
-            "backtracks": check.backtracks, "trace": check.trace}
+    last = check.trace[-1]
+    final = {"iteration": last["iteration"], "mse": last["mse"], "pitch": pose[0].item(), "yaw": pose[1].item()}
+    return {"best": check.best, "final": final, "losses": losses,
+            "checks": [(c["iteration"], c["mse"]) for c in check.trace], "backtracks": check.backtracks,
+            "trace": check.trace}
 
 
 def _stages(generator, target, base, render, starts, o: InvertOptions, gen, bar, clock):
@@ -208,7 +208,7 @@ def invert(generator, image: torch.Tensor, options: InvertOptions | None = None,
     return {"frequencies": best["frequencies"], "phase_shifts": best["phase_shifts"], "pitch": best["pitch"],
             "yaw": best["yaw"], "fit": best["fit"], "mse": best["mse"], "best_iteration": best["iteration"],
             "final": run["final"], "losses": run["losses"], "checks": run["checks"],
-            "backtracks": run["backtracks"], "trace": run["trace"], "avg_frequencies": avg_f, "avg_phase_shifts": avg_p,
-            "options": render, "start_pose": start,
+            "backtracks": run["backtracks"], "trace": run["trace"], "avg_frequencies": avg_f,
+            "avg_phase_shifts": avg_p, "options": render, "start_pose": start,
             "z_stage": None if z_stage is None else {k: z_stage["best"][k]
                                                      for k in ("iteration", "mse", "pitch", "yaw")}}

@@ -46,7 +46,8 @@ def orbit_poses(options: RenderOptions, frames: int, yaw_range: float, pitch_ran
 
 
 def write_outputs(generator, result: dict, target: torch.Tensor, out: Path, name: str, views: int = 7,
-                  frames: int = 36, yaw_range: float = 0.5, pitch_range: float = 0.15, skip_empty: bool = True) -> dict:
+                  frames: int = 36, yaw_range: float = 0.5, pitch_range: float = 0.15,
+                  skip_empty: bool = True) -> dict:
     """Fit vs target PNG, loss curve PNG, novel-view grid PNG, orbit GIF, latent .pt in ``out``, named
     after ``name``; returns {"fit", "loss", "views", "video", "latent"} -> path. ``skip_empty``: the
     novel views and the orbit skip empty space (the fit shown is the loss's exact render)."""

@@ -28,6 +28,7 @@ import torch.nn.functional as F
 
 from pigan import ops
 from pigan.ops import skipping as K
+from pigan.ops.compositing import background_fill
 from pigan.ops.rays import transform_points_to_world
 
 from .render_options import RenderOptions
@@ -90,17 +91,14 @@ def _density_threshold(o: RenderOptions) -> float:
 
 def _siren(generator, points, freqs, phases, dirs, max_batch_size):
     """siren outputs [M, C+1] at points [M, 3] seen along dirs [M, 3] for one latent [1, D]."""
-    fwd = generator.siren.forward_with_frequencies_phase_shifts
-    chunk = max_batch_size or points.shape[0] or 1
-    outs = [fwd(points[None, h:h + chunk], freqs, phases, ray_directions=dirs[None, h:h + chunk])[0]
-            for h in range(0, points.shape[0], chunk)]
-    return torch.cat(outs) if outs else points.new_zeros(0, 4)
+    return generator._siren_eval(points[None], freqs, phases, dirs[None], max_batch_size)[0]
 
 
-def frustum_box(points_cam_corners: torch.Tensor, cam2world: torch.Tensor):
-    """The world-space box (lo, hi) [B, 3] of camera-space points [B, N, 3] (e.g. a frustum's corners)."""
-    world = points_cam_corners @ cam2world[:, :3, :3].transpose(1, 2) + cam2world[:, None, :3, 3]
-    return world.amin(1), world.amax(1)
+def frustum_box(points_cam: torch.Tensor, dirs_cam: torch.Tensor, cam2world: torch.Tensor):
+    """The world-space box (lo, hi) [B, 3] of camera-space points [B, N, 3] (e.g. the ends of a view's
+    rays) on rays dirs_cam [B, N, 3]."""
+    world, _, _ = transform_points_to_world(points_cam[:, :, None], dirs_cam, cam2world)
+    return world[:, :, 0].amin(1), world[:, :, 0].amax(1)
 
 
 @torch.no_grad()
@@ -155,7 +153,7 @@ def _march_rounds(evaluate, z, occupied, values, known, o: RenderOptions, termin
 
 
 def _finish(weights, acc, values, z, o: RenderOptions):
-    """pi-GAN's end of a composite (last_back, white_back, fill_mode) on marched rays."""
+    """pi-GAN's end of a composite (last_back, then ``ops.compositing.background_fill``) on marched rays."""
     ws = weights.sum(-1, keepdim=True)                                         # [r, 1]
     rgb, depth = acc[:, :-1], acc[:, -1:]
     if o.last_back:
@@ -164,21 +162,14 @@ def _finish(weights, acc, values, z, o: RenderOptions):
         weights[:, -1:] += rest
         rgb = rgb + rest * values[:, -1, :-1]
         depth = depth + rest * z[:, -1:]
-    if o.white_back:
-        rgb = rgb + 1 - ws
-    if o.fill_mode == "debug":
-        red = torch.zeros(rgb.shape[-1], dtype=rgb.dtype, device=rgb.device)
-        red[0] = 1
-        rgb = torch.where(ws < 0.9, red, rgb)
-    elif o.fill_mode == "weight":
-        rgb = ws.expand_as(rgb)
-    return rgb, depth, weights
+    return background_fill(rgb, ws, o.white_back, o.fill_mode), depth, weights
 
 
-def _march_one(generator, f, p, points, origins, dirs, z, u, proposal, o: RenderOptions):
-    """One latent's rays: points [r, S, 3], origins / dirs [r, 3], z [r, S], u [r, S] or None ->
-    (rgb [r, C], depth [r, 1], weights [r, S'], evaluations). ``proposal`` None: every sample, in
-    one round, without termination (the exact marcher's result)."""
+def _march_one(generator, f, p, points, origins, dirs, z, u, proposal, occ, o: RenderOptions):
+    """One latent's rays: points [r, S, 3], origins / dirs [r, 3], z [r, S], u [r, S] or None, occ
+    bool [r, S] (the coarse samples in occupied cells) -> (rgb [r, C], depth [r, 1], weights [r, S'],
+    evaluations). ``proposal`` None: every sample, in one round, without termination (the exact
+    marcher's result)."""
     r, S = z.shape
     terminate, window = (TERMINATE, WINDOW) if proposal is not None else (0.0, 2 * S)
 
@@ -197,9 +188,9 @@ def _march_one(generator, f, p, points, origins, dirs, z, u, proposal, o: Render
         return K.grid_occupied(pts.reshape(1, -1, 3), proposal.grid, proposal.lo.to(pts.dtype),
                                proposal.hi.to(pts.dtype)).reshape(pts.shape[:2])
 
-    occ = occupied_at(points)
+    occ = torch.ones_like(occ) if proposal is None else occ.clone()
     occ[:, -1] = True                                    # the infinite last interval
-    values = points.new_zeros(r, S, 4)
+    values = points.new_zeros(r, S, generator.siren.output_dim)
     known = torch.zeros(r, S, dtype=torch.bool, device=z.device)
     weights, acc, evaluations = _march_rounds(evaluator(lambda i, j: points[i, j]), z, occ, values, known, o,
                                               terminate, window)
@@ -255,9 +246,10 @@ def march_skipping(generator, frequencies, phase_shifts, points_cam, z_vals, dir
              "proposal_queries": sum(p.queries for p in proposals),
              "proposal_seconds": sum(p.seconds for p in proposals),
              "occupancy": sum(p.occupancy for p in proposals) / B}
-    # the share of each latent's coarse samples in occupied cells: what skipping could save at most
-    shares = [K.grid_occupied(points[b].reshape(1, -1, 3), q.grid, q.lo.to(dtype), q.hi.to(dtype)).float().mean()
-              .item() for b, q in enumerate(proposals)]
+    # each latent's coarse samples in occupied cells; their share is what skipping could save at most
+    occs = [K.grid_occupied(points[b].reshape(1, -1, 3), q.grid, q.lo.to(dtype), q.hi.to(dtype)).reshape(R, S)
+            for b, q in enumerate(proposals)]
+    shares = [occ.float().mean().item() for occ in occs]
     stats["occupied_share"] = sum(shares) / B
     if all(share > FALLBACK_SHARE for share in shares):
         # nothing to skip: the caller's exact marcher, which draws its own random numbers
@@ -273,7 +265,7 @@ def march_skipping(generator, frequencies, phase_shifts, points_cam, z_vals, dir
         proposal = proposals[b] if shares[b] <= FALLBACK_SHARE else None
         stats["fallback"] += proposal is None
         out = _march_one(generator, frequencies[b:b + 1], phase_shifts[b:b + 1], points[b], origins[b], dirs[b],
-                         z[b], None if u is None else u[b], proposal, o)
+                         z[b], None if u is None else u[b], proposal, occs[b], o)
         rgbs.append(out[0])
         depths.append(out[1])
         all_weights.append(out[2])

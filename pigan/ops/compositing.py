@@ -85,15 +85,22 @@ def _composite_impl(rgb_sigma, z_vals, noise, clamp_mode, last_back, white_back,
         weights = torch.cat([weights[:, :, :-1], weights[:, :, -1:] + (1 - weights_sum)[:, :, None]], 2)
     rgb_final = torch.sum(weights * rgbs, -2)                        # [B, R, C]
     depth_final = torch.sum(weights * z_vals, -2)                    # [B, R, 1]
+    return background_fill(rgb_final, weights_sum, white_back, fill_mode), depth_final, weights
+
+
+def background_fill(rgb, weights_sum, white_back=False, fill_mode=None):
+    """pi-GAN's end of a composite on rgb [..., C] with the weights' sum [..., 1]: a white background
+    (the light no sample took), then the fill modes ("debug": red where the sum is below 0.9,
+    "weight": the sum itself). The reference twin's and the skipping marcher's."""
     if white_back:
-        rgb_final = rgb_final + 1 - weights_sum
+        rgb = rgb + 1 - weights_sum
     if fill_mode == "debug":
-        red = torch.zeros_like(rgb_final[..., :1, 0]).new_zeros(rgb_final.shape[-1])
+        red = rgb.new_zeros(rgb.shape[-1])
         red[0] = 1
-        rgb_final = torch.where((weights_sum < 0.9), red, rgb_final)
+        rgb = torch.where(weights_sum < 0.9, red, rgb)
     elif fill_mode == "weight":
-        rgb_final = weights_sum.expand_as(rgb_final)
-    return rgb_final, depth_final, weights
+        rgb = weights_sum.expand_as(rgb)
+    return rgb
 
 
 def composite(rgb_sigma, z_vals, noise=None, clamp_mode="relu", last_back=False, white_back=False,
