@@ -120,6 +120,22 @@ def test_importance_samples_are_the_exact_marchers(gen):
     assert (skip["pixels"] - a["pixels"]).abs().max() < noise / 10
 
 
+def test_stopped_rays_give_their_last_light_to_the_surface_not_the_background(gen, monkeypatch):
+    """A stopped ray's remaining light goes to the sample it stopped at, so surface pixels are not
+    tinted towards a white background: no bias, where the background would add up to TERMINATE."""
+    monkeypatch.setattr(skipping, "TERMINATE", 2e-2)           # a tint large enough to measure
+    o = RenderOptions(img_size=24, num_steps=24, white_back=True)
+    f, p = _latents(2)
+    exact = _render(gen, f, p, o)
+    skip = _render(gen, f, p, o.replace(skip_empty=True))
+    surface = exact["weights"].sum((-2, -1)).reshape(2, 24, 24) > 0.99
+    assert surface.sum() > 50
+    diff = (skip["pixels"] - exact["pixels"]).permute(0, 2, 3, 1)[surface]      # [n, 3]
+    # white would add 2 x (residual transmittance) x (1 - colour) to every pixel of a stopped ray
+    assert diff.mean().abs() < 0.05 * skipping.TERMINATE
+    assert diff.abs().max() < 2 * skipping.TERMINATE
+
+
 def test_a_full_proposal_falls_back_to_the_exact_marcher(gen):
     o = RenderOptions(img_size=12, num_steps=10, white_back=True)
     f, p = _latents(2, full=(0, 1))

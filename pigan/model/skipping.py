@@ -9,13 +9,16 @@ evaluates only samples in occupied cells, in rounds of ``WINDOW`` samples per ra
 round in order and dropping rays whose transmittance fell below ``TERMINATE``
 (``pigan.ops.skipping``). The fine samples are drawn from those coarse weights with the uniforms the
 exact marcher draws (same random stream, so the same importance samples up to the skipped weights),
-and the merged samples are marched the same way. The last sample of every ray is always evaluated:
+and the merged samples are marched the same way, the first round taking every sample up to where the
+coarse pass stopped (the fine samples lie there). The last sample of every ray is always evaluated:
 its interval is infinite, so any positive density there takes all remaining light. A latent whose
 coarse samples are mostly occupied (``FALLBACK_SHARE``) is marched exactly.
 
 What a skipped sample would have contributed is below ALPHA_SKIP (empty cells) or below TERMINATE
-(behind termination), so the pixels equal the exact ones to about 1e-3. Gradients need every
-sample: training and inversion losses never take this path (``march`` refuses it under grad).
+(behind termination; a stopped ray's remaining light goes to the sample it stopped at, as the exact
+composite gives it to the samples just behind), so the pixels equal the exact ones to about 1e-3.
+Gradients need every sample: training and inversion losses never take this path (``march`` refuses
+it under grad).
 """
 from __future__ import annotations
 
@@ -118,13 +121,21 @@ def build_proposal(generator, frequencies, phase_shifts, lo, hi, o: RenderOption
     return Proposal(grid, lo, hi, nodes.shape[0], time.perf_counter() - t0)
 
 
-def _march_rounds(evaluate, z, occupied, values, known, o: RenderOptions, terminate: float, window: int):
+def _march_rounds(evaluate, z, occupied, values, known, o: RenderOptions, terminate: float, window: int,
+                  first_end=None):
     """March rays [r] through samples z [r, S] in rounds of ``window`` evaluations, stopping a ray below
-    ``terminate``; values [r, S, C+1] hold the known outputs and receive the evaluated ones. Returns
-    (weights [r, S], acc [r, C+1], evaluations)."""
+    ``terminate``; values [r, S, C+1] hold the known outputs and receive the evaluated ones.
+    ``first_end`` [r]: the first round evaluates every sample still needed before it instead (where the
+    ray is expected to stop: fewer rounds, larger network calls).
+
+    A stopped ray's remaining light (below ``terminate``) goes to the sample it stopped at: the exact
+    composite gives it to the samples just behind, whose colour and depth are nearly that sample's,
+    where leaving it out would tint every surface pixel towards the background by up to ``terminate``.
+    Returns (weights [r, S], acc [r, C+1], evaluations)."""
     r, S = z.shape
     idx = torch.arange(S, device=z.device)
     start = torch.zeros(r, dtype=torch.long, device=z.device)
+    last = torch.full((r,), -1, dtype=torch.long, device=z.device)
     alive = torch.ones(r, dtype=torch.bool, device=z.device)
     T = torch.ones(r, dtype=values.dtype, device=z.device)
     weights = torch.zeros(r, S, dtype=values.dtype, device=z.device)
@@ -135,9 +146,13 @@ def _march_rounds(evaluate, z, occupied, values, known, o: RenderOptions, termin
         if not live:
             break
         need = occupied & ~known
-        # the last few live rays finish in one round: a round costs bookkeeping over every ray and a
-        # network call, however few samples it evaluates
-        end = K.march_window(need, start, alive, window if live * STRAGGLERS > r else S)
+        if first_end is not None:
+            end = torch.where(alive, torch.maximum(first_end, start), start)
+            first_end = None
+        else:
+            # the last few live rays finish in one round: a round costs bookkeeping over every ray and a
+            # network call, however few samples it evaluates
+            end = K.march_window(need, start, alive, window if live * STRAGGLERS > r else S)
         sel = need & (idx[None] >= start[:, None]) & (idx[None] < end[:, None])
         rows, cols = sel.nonzero(as_tuple=True)
         if rows.numel():
@@ -147,6 +162,15 @@ def _march_rounds(evaluate, z, occupied, values, known, o: RenderOptions, termin
         w, a, T, stop = K.composite_window(values, z, occupied, start, end, T, terminate, o.clamp_mode)
         weights += w
         acc += a
+        last = torch.where(stop > start, stop - 1, last)
+        stopped = alive & (stop < S) & (T < terminate)
+        if stopped.any():
+            rays = stopped.nonzero()[:, 0]
+            at = last[rays]
+            rest = T[rays]
+            weights[rays, at] += rest
+            acc[rays, :-1] += rest[:, None] * values[rays, at, :-1]
+            acc[rays, -1] += rest * z[rays, at]
         alive = alive & (stop < S) & (T >= terminate)
         start = stop
     return weights, acc, evaluations
@@ -213,8 +237,12 @@ def _march_one(generator, f, p, points, origins, dirs, z, u, proposal, occ, o: R
     # the coarse points a ray did not reach in the coarse pass are recomputed along the ray like the
     # fine ones (the same point to float rounding)
     point_at = evaluator(lambda i, j: origins[i] + dirs[i] * z_all[i, j, None])
+    # the merged samples up to the last coarse sample the coarse pass composited are evaluated in one
+    # round: the fine samples lie where the coarse weights were, in front of where the coarse pass stopped
+    reached = (weights > 0).cumsum(1).argmax(1) if proposal is not None else None
+    first_end = None if reached is None else to_coarse.gather(1, reached[:, None])[:, 0] + 1
     weights, acc, more = _march_rounds(point_at, z_all, merged_occ, merged_values, merged_known, o, terminate,
-                                       window)
+                                       window, first_end)
     values = merged_values
     rgb, depth, weights = _finish(weights, acc, values, z_all, o)
     return rgb, depth, weights, evaluations + more
