@@ -23,15 +23,36 @@ def load_rgb(path: Path):
         return im.convert("RGB")
 
 
-def square_crop_resize(im, img_size: int, crop_fraction: float):
-    """The centred square of side ``crop_fraction`` x the short side, resized to ``img_size`` (Lanczos)."""
+def square_crop_box(width: int, height: int, crop_fraction: float):
+    """(left, top, right, bottom) of the centred square of side ``crop_fraction`` x the short side."""
+    side = min(width, height) * crop_fraction
+    left, top = (width - side) / 2, (height - side) / 2
+    return round(left), round(top), round(left + side), round(top + side)
+
+
+def square_crop_resize(im, img_size: int, crop_fraction: float, resample=None):
+    """The centred square of side ``crop_fraction`` x the short side, resized to ``img_size``
+    (Lanczos unless ``resample`` names another Pillow filter, e.g. NEAREST for label maps)."""
     from PIL import Image
 
-    w, h = im.size
-    side = min(w, h) * crop_fraction
-    left, top = (w - side) / 2, (h - side) / 2
-    im = im.crop((round(left), round(top), round(left + side), round(top + side)))
-    return im.resize((img_size, img_size), Image.Resampling.LANCZOS)
+    im = im.crop(square_crop_box(*im.size, crop_fraction))
+    return im.resize((img_size, img_size), Image.Resampling.LANCZOS if resample is None else resample)
+
+
+def list_files(root, extensions, what: str = "data folder", kind: str = "images"):
+    """Every file under ``root`` (recursive, sorted) whose suffix is one of ``extensions`` (any case);
+    FileNotFoundError / NotADirectoryError / ValueError naming ``root`` if it is missing, not a
+    folder or holds none."""
+    root = Path(root).expanduser()
+    if not root.exists():
+        raise FileNotFoundError(f"{what} {str(root)!r} does not exist")
+    if not root.is_dir():
+        raise NotADirectoryError(f"{what} {str(root)!r} is not a directory")
+    exts = tuple(e.lower() for e in extensions)
+    found = sorted(p for p in root.rglob("*") if p.suffix.lower() in exts and p.is_file())
+    if not found:
+        raise ValueError(f"{what} {str(root)!r} contains no {kind} ({', '.join(exts)}), searched recursively")
+    return root, found
 
 
 def to_tensor(im) -> torch.Tensor:
@@ -56,16 +77,7 @@ class ImageFolder(Dataset):
             raise ValueError(f"img_size must be a positive int, got {img_size!r}")
         if not 0 < crop_fraction <= 1:
             raise ValueError(f"crop_fraction must be in (0, 1], got {crop_fraction!r}")
-        root = Path(root).expanduser()
-        if not root.exists():
-            raise FileNotFoundError(f"data folder {str(root)!r} does not exist")
-        if not root.is_dir():
-            raise NotADirectoryError(f"data folder {str(root)!r} is not a directory")
-        exts = tuple(e.lower() for e in extensions)
-        candidates = sorted(p for p in root.rglob("*") if p.suffix.lower() in exts and p.is_file())
-        if not candidates:
-            raise ValueError(f"data folder {str(root)!r} contains no images ({', '.join(exts)}), "
-                             "searched recursively")
+        root, candidates = list_files(root, extensions)
         from PIL import Image
 
         good, bad = [], []

@@ -17,6 +17,7 @@ from torch.utils.data import Dataset
 
 from ..common import atomic_save
 from ..ops.rays import create_cam2world_matrix, get_initial_rays_trig, normalize_vecs, sample_camera_positions
+from .labels import FACE_CLASSES, resize_labels
 
 # Names of the embedded datasets -> their variant: "shapes" are ellipsoids at random orientations (only
 # the lighting shows the camera); "faces" are upright heads facing the mean camera, so that every
@@ -27,6 +28,7 @@ PROCEDURAL_NAMES = tuple(PROCEDURAL_VARIANTS)
 # The procedural datasets' light: a distant light from the upper left of the mean camera, and ambient.
 LIGHT, AMBIENT = (-0.4, 0.6, 1.0), 0.35
 _CACHE_VERSION = 1
+_LABEL_VERSION = 1      # the part-label rule; a new rule renames the label cache files
 
 
 def cache_dir() -> Path:
@@ -101,14 +103,23 @@ def _draw_faces(rng: np.random.Generator, n: int, radius: float) -> dict:
 _EYES = F.normalize(torch.tensor([[-0.36, 0.3, 0.88], [0.36, 0.3, 0.88]]), dim=-1)
 
 
-def _face_features(u: torch.Tensor) -> torch.Tensor:
-    """Mask in [0, 1] of the feature colour (two eyes and a mouth) at unit-sphere points u [n, R, 3]."""
-    sharp = lambda v: torch.sigmoid(6 * v)
-    eyes = sharp(((u @ _EYES.to(u.dtype).T).amax(-1) - 0.965) * 300)
+def _sharp(v: torch.Tensor) -> torch.Tensor:
+    """A steep step from 0 to 1 across v = 0 (the masks' edges)."""
+    return torch.sigmoid(6 * v)
+
+
+def _face_parts(u: torch.Tensor):
+    """Masks in [0, 1] of the eyes and of the mouth ([n, R] each) at unit-sphere points u [n, R, 3]."""
+    eyes = _sharp(((u @ _EYES.to(u.dtype).T).amax(-1) - 0.965) * 300)
     lat = torch.asin(u[..., 1].clamp(-1, 1))
     lon = torch.atan2(u[..., 0], u[..., 2])                     # 0 straight ahead
-    mouth = sharp((0.07 - (lat + 0.42).abs()) * 60) * sharp((0.42 - lon.abs()) * 30)
-    return torch.maximum(eyes, mouth)
+    mouth = _sharp((0.07 - (lat + 0.42).abs()) * 60) * _sharp((0.42 - lon.abs()) * 30)
+    return eyes, mouth
+
+
+def _face_features(u: torch.Tensor) -> torch.Tensor:
+    """Mask in [0, 1] of the feature colour (two eyes and a mouth) at unit-sphere points u [n, R, 3]."""
+    return torch.maximum(*_face_parts(u))
 
 
 def _pattern_mask(u: torch.Tensor, kind: torch.Tensor, freq: torch.Tensor, dirs: torch.Tensor):
@@ -123,8 +134,7 @@ def _pattern_mask(u: torch.Tensor, kind: torch.Tensor, freq: torch.Tensor, dirs:
     spots = (proj.amax(-1) - 0.8) * 8
     two_tone = proj[..., 0] * 4
     hair = torch.maximum(u[..., 1] - 0.55, -u[..., 2] - 0.05) * 12
-    sharp = lambda v: torch.sigmoid(6 * v)
-    masks = torch.stack([sharp(stripes), sharp(checker), sharp(spots), sharp(two_tone), sharp(hair)], 0)
+    masks = torch.stack([_sharp(stripes), _sharp(checker), _sharp(spots), _sharp(two_tone), _sharp(hair)], 0)
     return masks[kind, torch.arange(u.shape[0])]                          # [n, R]
 
 
@@ -132,6 +142,19 @@ def render_shapes(params: dict, pitch: torch.Tensor, yaw: torch.Tensor, img_size
                   background: float = 1.0, light=LIGHT, ambient: float = AMBIENT) -> torch.Tensor:
     """Analytic ray-ellipsoid renders [n, 3, img_size, img_size] in [0, 1] of objects at the origin
     seen by pi-GAN cameras (unit sphere, looking at the origin) at (pitch, yaw) [n, 1]."""
+    return _render(params, pitch, yaw, img_size, fov, background, light, ambient, False)[0]
+
+
+def render_face_labels(params: dict, pitch: torch.Tensor, yaw: torch.Tensor, img_size: int,
+                       fov: float) -> torch.Tensor:
+    """Part labels int64 [n, img_size, img_size] (indices into FACE_CLASSES) of the heads that
+    ``render_shapes`` draws with the same arguments, one per ray (see ``face_part_labels``)."""
+    return _render(params, pitch, yaw, img_size, fov, 1.0, LIGHT, AMBIENT, True, colours=False)[1]
+
+
+def _render(params, pitch, yaw, img_size, fov, background, light, ambient, labels, colours=True):
+    """(rgb [n, 3, S, S] or None, labels [n, S, S] or None) from one ray cast: the colours of
+    ``render_shapes`` and, if ``labels``, the part labels of ``face_part_labels`` (0 where a ray misses)."""
     n = pitch.shape[0]
     dt = torch.float32
     origins = torch.cat([torch.sin(pitch) * torch.cos(yaw), torch.cos(pitch),
@@ -152,9 +175,15 @@ def render_shapes(params: dict, pitch: torch.Tensor, yaw: torch.Tensor, img_size
     t = (-b - disc.clamp_min(0).sqrt()) / (2 * a)                                # nearest root
     u = o_l[:, None] + t[..., None] * d_l                                        # [n, R, 3] on the sphere
     u = F.normalize(u, dim=-1)
-    lit = surface_colour(params, u, light, ambient)
-    rgb = torch.where(hit[..., None], lit, torch.full_like(lit, background))
-    return rgb.clamp(0, 1).reshape(n, img_size, img_size, 3).permute(0, 3, 1, 2)
+    rgb = parts = None
+    if colours:
+        lit = surface_colour(params, u, light, ambient)
+        rgb = torch.where(hit[..., None], lit, torch.full_like(lit, background))
+        rgb = rgb.clamp(0, 1).reshape(n, img_size, img_size, 3).permute(0, 3, 1, 2)
+    if labels:
+        parts = torch.where(hit, face_part_labels(params, u), torch.zeros_like(hit, dtype=torch.long))
+        parts = parts.reshape(n, img_size, img_size)
+    return rgb, parts
 
 
 def surface_colour(params: dict, u: torch.Tensor, light=LIGHT, ambient: float = AMBIENT) -> torch.Tensor:
@@ -166,8 +195,7 @@ def surface_colour(params: dict, u: torch.Tensor, light=LIGHT, ambient: float = 
     normal_world = F.normalize((u / axes[:, None]) @ rot.transpose(1, 2), dim=-1)
     light_dir = F.normalize(torch.tensor(light, dtype=dt), dim=0)
     shade = ambient + (1 - ambient) * (normal_world @ light_dir).clamp_min(0)    # [n, R]
-    mask = _pattern_mask(u, torch.as_tensor(params["pattern"]), torch.as_tensor(params["freq"], dtype=dt),
-                         torch.as_tensor(params["pattern_dir"], dtype=dt))
+    mask = _colour2_mask(params, u)
     c1 = torch.as_tensor(params["color1"], dtype=dt)[:, None]
     c2 = torch.as_tensor(params["color2"], dtype=dt)[:, None]
     albedo = c1 * (1 - mask[..., None]) + c2 * mask[..., None]
@@ -175,6 +203,30 @@ def surface_colour(params: dict, u: torch.Tensor, light=LIGHT, ambient: float = 
         feat = _face_features(u)[..., None]
         albedo = albedo * (1 - feat) + torch.as_tensor(params["color3"], dtype=dt)[:, None] * feat
     return albedo * shade[..., None]
+
+
+def _colour2_mask(params: dict, u: torch.Tensor) -> torch.Tensor:
+    """The weight [n, R] of colour 2 (a head's hair) at unit-sphere points u [n, R, 3]."""
+    dt = u.dtype
+    return _pattern_mask(u, torch.as_tensor(params["pattern"]), torch.as_tensor(params["freq"], dtype=dt),
+                         torch.as_tensor(params["pattern_dir"], dtype=dt))
+
+
+def face_part_labels(params: dict, u: torch.Tensor) -> torch.Tensor:
+    """Part labels int64 [n, R] (1 skin, 2 hair, 3 eyes, 4 mouth; FACE_CLASSES) of heads' surfaces at
+    the points of their unit spheres u [n, R, 3]: the part whose colour has the largest weight in
+    ``surface_colour``'s albedo mix, i.e. skin (1-h)(1-f), hair h(1-f), features f (h the hair mask,
+    f the feature mask), the features being eyes or mouth by the larger of their two masks. Ties go
+    to the lower index."""
+    if "color3" not in params:
+        raise ValueError("part labels exist only for the 'faces' variant (its parameters have 'color3')")
+    hair = _colour2_mask(params, u)
+    eyes, mouth = _face_parts(u)
+    feat = torch.maximum(eyes, mouth)
+    weights = torch.stack([(1 - hair) * (1 - feat), hair * (1 - feat),
+                           torch.where(eyes >= mouth, feat, torch.zeros_like(feat)),
+                           torch.where(eyes >= mouth, torch.zeros_like(feat), feat)], -1)   # [n, R, 4]
+    return weights.argmax(-1) + 1
 
 
 def _draw_poses(n: int, seed: int, camera: dict):
@@ -194,8 +246,16 @@ def _drawer(variant: str):
 
 
 def generate_procedural(num_images: int, render_size: int, seed: int, camera: dict, background: float,
-                        supersample: int = 2, chunk: int = 128, variant: str = "shapes") -> dict:
-    """Render the dataset: {'images': uint8 [N, 3, S, S], 'poses': float32 [N, 2] (pitch, yaw)}."""
+                        supersample: int = 2, chunk: int = 128, variant: str = "shapes", labels: bool = False,
+                        images: bool = True) -> dict:
+    """Render the dataset: {'images': uint8 [N, 3, S, S], 'poses': float32 [N, 2] (pitch, yaw)}.
+
+    ``labels`` (faces only) adds 'labels': uint8 [N, S, S] of FACE_CLASSES indices, each pixel taking
+    the part seen by the most of its supersample x supersample rays, the rays whose colours the
+    pixel averages (``resize_labels``: ties to the lower index, so a pixel half background is
+    background). ``images=False`` skips the colours (labels for an already cached dataset)."""
+    if labels and variant != "faces":
+        raise ValueError(f"part labels exist only for the 'faces' variant, got variant {variant!r}")
     fov = float(camera["fov"])
     # Largest object that stays inside the view frustum and inside [ray_start, ray_end].
     radius = min(0.92 * math.tan(math.radians(fov) / 2),
@@ -203,16 +263,23 @@ def generate_procedural(num_images: int, render_size: int, seed: int, camera: di
     rng = np.random.default_rng(seed)
     params = _drawer(variant)(rng, num_images, radius)
     pitch, yaw = _draw_poses(num_images, seed, camera)
-    images = torch.empty(num_images, 3, render_size, render_size, dtype=torch.uint8)
+    out = {"poses": torch.cat([pitch, yaw], -1).float()}
+    if images:
+        out["images"] = torch.empty(num_images, 3, render_size, render_size, dtype=torch.uint8)
+    if labels:
+        out["labels"] = torch.empty(num_images, render_size, render_size, dtype=torch.uint8)
     hi = render_size * supersample
     for s in range(0, num_images, chunk):
         e = min(s + chunk, num_images)
         sub = {k: v[s:e] for k, v in params.items()}
-        img = render_shapes(sub, pitch[s:e], yaw[s:e], hi, fov, background)
-        if supersample > 1:
-            img = F.avg_pool2d(img, supersample)
-        images[s:e] = (img * 255).round_().to(torch.uint8)
-    return {"images": images, "poses": torch.cat([pitch, yaw], -1).float()}
+        img, parts = _render(sub, pitch[s:e], yaw[s:e], hi, fov, background, LIGHT, AMBIENT, labels, images)
+        if images:
+            if supersample > 1:
+                img = F.avg_pool2d(img, supersample)
+            out["images"][s:e] = (img * 255).round_().to(torch.uint8)
+        if labels:
+            out["labels"][s:e] = resize_labels(parts, render_size, len(FACE_CLASSES)).to(torch.uint8)
+    return out
 
 
 def default_camera() -> dict:
@@ -232,16 +299,27 @@ class ProceduralShapes(Dataset):
     under ``cache_dir()`` (key = hash of every parameter that changes the pixels), then resized to
     ``img_size`` (area filter) in memory. Items: (image [3, img_size, img_size] in [-1, 1],
     pose [2] = (pitch, yaw) of the camera that rendered it).
+
+    ``labels=True`` (faces only) adds part labels: items become (image, pose, labels int64
+    [img_size, img_size]) of ``classes`` = FACE_CLASSES indices (``generate_procedural`` says which
+    part a pixel gets; ``set_img_size`` resizes them with ``resize_labels``, the labels' counterpart
+    of the images' area filter). They are cached in a file of their own next to the images'
+    (``label_cache_path``), so a dataset without labels neither computes nor loads them.
     """
 
     def __init__(self, img_size: int = 32, num_images: int = 2048, seed: int = 0, camera: dict | None = None,
                  render_size: int | None = None, background: float = 1.0, flip: bool = False,
-                 cache: bool | str | os.PathLike = True, verbose: bool = False, variant: str = "shapes"):
+                 cache: bool | str | os.PathLike = True, verbose: bool = False, variant: str = "shapes",
+                 labels: bool = False):
         _drawer(variant)
         if not isinstance(img_size, int) or img_size < 1:
             raise ValueError(f"img_size must be a positive int, got {img_size!r}")
         if not isinstance(num_images, int) or num_images < 1:
             raise ValueError(f"num_images must be a positive int, got {num_images!r}")
+        if not isinstance(labels, bool):
+            raise ValueError(f"labels must be True or False, got {labels!r}")
+        if labels and variant != "faces":
+            raise ValueError(f"labels=True needs variant 'faces' (only the heads have parts), got {variant!r}")
         cam = default_camera()
         cam.update({k: v for k, v in (camera or {}).items() if k in cam})
         if cam["sample_dist"] is None:
@@ -255,43 +333,45 @@ class ProceduralShapes(Dataset):
         if variant != "shapes":         # the original dataset keeps its cache key
             key_fields["variant"] = variant
         key = hashlib.sha1(json.dumps(key_fields, sort_keys=True).encode()).hexdigest()[:16]
-        self.cache_path = None
-        data = None
+        self.cache_path = self.label_cache_path = None
         if cache:
             folder = cache_dir() if cache is True else Path(cache)
             self.cache_path = folder / f"procedural-{key}.pt"
-            if self.cache_path.exists():
-                try:
-                    data = torch.load(self.cache_path, weights_only=True)
-                    if data["images"].shape != (num_images, 3, render_size, render_size):
-                        data = None
-                except Exception as exc:   # a stale or damaged cache is regenerated, never trusted
-                    warnings.warn(f"ignoring unreadable dataset cache {str(self.cache_path)!r}: {exc}",
-                                  RuntimeWarning)
-                    data = None
-        self.from_cache = data is not None
-        if data is None:
+            if labels:
+                self.label_cache_path = folder / f"procedural-{key}-labels-v{_LABEL_VERSION}.pt"
+        data = _load_cache(self.cache_path, "images", (num_images, 3, render_size, render_size))
+        found = _load_cache(self.label_cache_path, "labels", (num_images, render_size, render_size))
+        self.from_cache, self.labels_from_cache = data is not None, found is not None
+        want_labels = labels and found is None
+        if data is None or want_labels:
             if verbose:
-                label = "procedural" if variant == "shapes" else f"procedural {variant}"
-                print(f"generating {label} dataset ({num_images} images at {render_size}px)...", flush=True)
-            data = generate_procedural(num_images, render_size, seed, cam, background, variant=variant)
-            if self.cache_path is not None:
-                try:
-                    atomic_save(data, self.cache_path)
-                except (OSError, RuntimeError) as exc:     # torch.save's zip writer raises RuntimeError
-                    warnings.warn(f"could not write dataset cache {str(self.cache_path)!r}: {exc}",
-                                  RuntimeWarning)
+                what = "procedural" if variant == "shapes" else f"procedural {variant}"
+                what += " dataset" if data is None else " part labels"
+                print(f"generating {what} ({num_images} images at {render_size}px)...", flush=True)
+            made = generate_procedural(num_images, render_size, seed, cam, background, variant=variant,
+                                       labels=want_labels, images=data is None)
+            if data is None:
+                data = {"images": made["images"], "poses": made["poses"]}
+                _store_cache(data, self.cache_path)
+            if want_labels:
+                found = {"labels": made["labels"]}
+                _store_cache(found, self.label_cache_path)
         self.camera, self.seed, self.key, self.variant = cam, seed, key, variant
         self.render_size, self.flip = render_size, flip
         self.poses = data["poses"]
         self.raw = data["images"]
+        self.raw_labels = found["labels"] if labels else None           # uint8 [N, S, S]
+        self.classes = FACE_CLASSES if labels else None
+        self.labels = None
         self.set_img_size(img_size)
 
     def set_img_size(self, img_size: int):
-        """Resize the in-memory images (progressive growing changes the resolution)."""
+        """Resize the in-memory images (progressive growing changes the resolution), and the labels."""
         x = self.raw.float().div_(127.5).sub_(1.0)
         if img_size != self.render_size:
             x = F.interpolate(x, size=(img_size, img_size), mode="area")
+        if self.raw_labels is not None:
+            self.labels = resize_labels(self.raw_labels, img_size, len(FACE_CLASSES))    # int64 [N, H, W]
         self.images, self.img_size = x.contiguous(), img_size
 
     def __len__(self):
@@ -299,6 +379,32 @@ class ProceduralShapes(Dataset):
 
     def __getitem__(self, index):
         x = self.images[index]
-        if self.flip and torch.rand(()) < 0.5:
+        flip = self.flip and torch.rand(()) < 0.5
+        if flip:
             x = x.flip(-1)
-        return x, self.poses[index]
+        if self.labels is None:
+            return x, self.poses[index]
+        lab = self.labels[index]
+        return x, self.poses[index], (lab.flip(-1) if flip else lab)
+
+
+def _load_cache(path, name: str, shape: tuple):
+    """The cached dict at ``path`` if its tensor ``name`` has ``shape``; None if absent or stale, and
+    None with a warning if unreadable (a damaged cache is regenerated, never trusted)."""
+    if path is None or not path.exists():
+        return None
+    try:
+        data = torch.load(path, weights_only=True)
+        return data if tuple(data[name].shape) == shape else None
+    except Exception as exc:
+        warnings.warn(f"ignoring unreadable dataset cache {str(path)!r}: {exc}", RuntimeWarning)
+        return None
+
+
+def _store_cache(data: dict, path):
+    if path is None:
+        return
+    try:
+        atomic_save(data, path)
+    except (OSError, RuntimeError) as exc:     # torch.save's zip writer raises RuntimeError
+        warnings.warn(f"could not write dataset cache {str(path)!r}: {exc}", RuntimeWarning)
