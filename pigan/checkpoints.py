@@ -57,7 +57,9 @@ def discriminator_config(discriminator) -> dict:
 
 
 def build_generator(config: dict):
-    """A fresh generator from ``{"class": "ImplicitGenerator3d", "siren": ..., "z_dim": ..., ...}``."""
+    """A fresh generator from ``{"class": "ImplicitGenerator3d", "siren": ..., "z_dim": ..., ...}`` (or
+    ``"SemanticGenerator3d"`` with its z_geo_dim, z_app_dim, num_classes and options)."""
+    from pigan.model import fenerf  # noqa: F401  (registers SemanticGenerator3d in GENERATORS)
     from pigan.model.generators import GENERATORS
     cfg = dict(config)
     name = cfg.pop("class", "ImplicitGenerator3d")

@@ -26,7 +26,8 @@ import torch.nn.functional as F
 __all__ = [
     "AdapterBlock", "AddCoords", "CoordConv", "ResidualCoordConvBlock", "ResidualCCBlock",
     "StridedResidualConvBlock", "ProgressiveDiscriminator", "ProgressiveEncoderDiscriminator",
-    "CCSEncoderDiscriminator", "StridedDiscriminator", "kaiming_leaky_init", "DISCRIMINATORS",
+    "CCSEncoderDiscriminator", "StridedDiscriminator", "CCSDoubleEncoderDiscriminator", "kaiming_leaky_init",
+    "DISCRIMINATORS",
 ]
 
 LATENT_DIM = 256
@@ -38,11 +39,11 @@ def kaiming_leaky_init(m):
 
 
 class AdapterBlock(nn.Module):
-    """fromRGB: 1x1 conv 3 -> C, LeakyReLU(0.2)."""
+    """fromRGB: 1x1 conv input_channels (3) -> C, LeakyReLU(0.2)."""
 
-    def __init__(self, output_channels):
+    def __init__(self, output_channels, input_channels=3):
         super().__init__()
-        self.model = nn.Sequential(nn.Conv2d(3, output_channels, 1, padding=0), nn.LeakyReLU(0.2))
+        self.model = nn.Sequential(nn.Conv2d(input_channels, output_channels, 1, padding=0), nn.LeakyReLU(0.2))
 
     def forward(self, input):
         return self.model(input)
@@ -157,6 +158,7 @@ class _Progressive(nn.Module):
     _channels: tuple                 # fromRGB / block widths, pi-GAN's
     _size_to_layer: dict             # image size -> first block
     head_channels = 1
+    input_channels = 3
 
     def __init__(self, max_channels=None, **kwargs):
         super().__init__()
@@ -165,7 +167,7 @@ class _Progressive(nn.Module):
         c = _capped(self._channels, max_channels, kwargs)
         self.config = {"max_channels": min(max(c), 400)} if c != tuple(self._channels) else {}
         self.layers = nn.ModuleList([self._make_block(c[i], c[i + 1]) for i in range(len(c) - 1)])
-        self.fromRGB = nn.ModuleList([AdapterBlock(ch) for ch in c])
+        self.fromRGB = nn.ModuleList([AdapterBlock(ch, self.input_channels) for ch in c])
         self.final_layer = nn.Conv2d(c[-1], self.head_channels, 2)
         self.img_size_to_layer = dict(self._size_to_layer)
 
@@ -173,8 +175,8 @@ class _Progressive(nn.Module):
         raise NotImplementedError
 
     def _check_input(self, input):
-        if not isinstance(input, torch.Tensor) or input.dim() != 4 or input.shape[1] != 3:
-            raise ValueError(f"input must be an image batch [B, 3, S, S], got "
+        if not isinstance(input, torch.Tensor) or input.dim() != 4 or input.shape[1] != self.input_channels:
+            raise ValueError(f"input must be an image batch [B, {self.input_channels}, S, S], got "
                              f"{tuple(input.shape) if isinstance(input, torch.Tensor) else type(input).__name__}")
         size = input.shape[-1]
         if input.shape[-2] != size or size not in self.img_size_to_layer:
@@ -242,5 +244,31 @@ class StridedDiscriminator(CCSEncoderDiscriminator):
     _block = StridedResidualConvBlock
 
 
+class CCSDoubleEncoderDiscriminator(CCSEncoderDiscriminator):
+    """FENeRF's discriminator: CCSEncoderDiscriminator reading ``input_channels`` channels (3 for the image
+    discriminator; 3 + K for the semantic one: the image, then K label planes in [-1, 1]) whose head
+    400 -> 1 + latent_geo_dim + latent_app_dim + 2 predicts (prediction [B, 1], z_geo [B, latent_geo_dim],
+    z_app [B, latent_app_dim], position [B, 2] = pitch, yaw). ``instance_noise`` is added to the input,
+    as in this project's other discriminators (FENeRF adds it after fromRGB)."""
+
+    def __init__(self, latent_geo_dim=256, latent_app_dim=256, input_channels=3, max_channels=None, **kwargs):
+        for name, v in (("latent_geo_dim", latent_geo_dim), ("latent_app_dim", latent_app_dim),
+                        ("input_channels", input_channels)):
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise ValueError(f"{name} must be a positive int, got {v!r}")
+        self.latent_geo_dim, self.latent_app_dim = latent_geo_dim, latent_app_dim
+        self.input_channels = input_channels
+        self.head_channels = 1 + latent_geo_dim + latent_app_dim + 2
+        super().__init__(max_channels, **kwargs)
+        self.config.update(latent_geo_dim=latent_geo_dim, latent_app_dim=latent_app_dim,
+                           input_channels=input_channels)
+
+    def forward(self, input, alpha, instance_noise=0, **kwargs):
+        x = self._trunk(input, alpha, instance_noise)                 # [B, 1 + Lg + La + 2]
+        g, a = self.latent_geo_dim, self.latent_app_dim
+        return x[..., :1], x[..., 1:1 + g], x[..., 1 + g:1 + g + a], x[..., 1 + g + a:]
+
+
 DISCRIMINATORS = {c.__name__: c for c in (ProgressiveDiscriminator, ProgressiveEncoderDiscriminator,
-                                          CCSEncoderDiscriminator, StridedDiscriminator)}
+                                          CCSEncoderDiscriminator, StridedDiscriminator,
+                                          CCSDoubleEncoderDiscriminator)}

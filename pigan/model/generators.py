@@ -52,6 +52,11 @@ def frozen(generator: nn.Module):
         generator.train(was_training)
 
 
+def _image(rgb, B, size):
+    """Composited channels rgb [B, R, C] in [0, 1] -> image [B, C, size, size] in [-1, 1]."""
+    return rgb.reshape(B, size, size, rgb.shape[-1]).permute(0, 3, 1, 2).contiguous() * 2 - 1
+
+
 def cam2world_from_angles(pitch, yaw, r=1.0):
     """Camera-to-world matrices [n, 4, 4] looking at the origin from pitch phi / yaw theta ([n, 1])."""
     origin = camera_origins(pitch, yaw, r)
@@ -133,7 +138,8 @@ class ImplicitGenerator3d(nn.Module):
         [B, R, S, 1] (already jittered), dirs_cam [B, R, 3]; cam2world [B, 4, 4]. ``options`` gives
         the marcher's settings (hierarchical_sample, clamp_mode, nerf_noise, white_back, last_back,
         fill_mode, lock_view_dependence, max_batch_size).
-        Returns rgb [B, R, 3] in [0, 1] (before pi-GAN's *2-1), depth [B, R, 1], weights [B, R, S', 1].
+        Returns rgb [B, R, C] in [0, 1] (before pi-GAN's *2-1; every channel the siren gives before
+        sigma: C = 3 for pi-GAN), depth [B, R, 1], weights [B, R, S', 1].
         Randomness: coarse density noise, sample_pdf uniforms, final density noise (in that order).
         With ``options.skip_empty`` (no gradients) empty space is skipped (``pigan.model.skipping``;
         ``proposals``: its per-latent occupancy, default built here) and the statistics of that are
@@ -206,8 +212,9 @@ class ImplicitGenerator3d(nn.Module):
 
         Latents: ``z`` [B, z_dim] (truncated toward the average when ``psi`` is given) or raw
         ``frequencies`` / ``phase_shifts`` [B, 9H]. Cameras: ``cam2world`` [B, 4, 4] or ``pitch`` /
-        ``yaw`` (radians, [B, 1], [B] or floats). Returns dict(pixels [B, 3, H, W] in [-1, 1],
-        depth [B, H, W], weights [B, H*W, S', 1]).
+        ``yaw`` (radians, [B, 1], [B] or floats). Returns dict(pixels [B, 3, H, W] in [-1, 1] (the
+        first three composited channels), depth [B, H, W], weights [B, H*W, S', 1], and what
+        ``_extra_outputs`` adds for a siren with more channels).
         """
         o = RenderOptions.from_metadata(overrides, base=options)
         if frequencies is None:
@@ -231,15 +238,22 @@ class ImplicitGenerator3d(nn.Module):
             raise ValueError(f"cam2world must have shape [B, 4, 4] = [{B}, 4, 4], got {tuple(cam2world.shape)}")
         points, z_vals, dirs = self.camera_rays(B, o.img_size, o.fov, o.ray_start, o.ray_end, o.num_steps, jitter)
         rgb, depth, weights = self.march(frequencies, phase_shifts, points, z_vals, dirs, cam2world.to(dev), o)
-        pixels = rgb.reshape(B, o.img_size, o.img_size, 3).permute(0, 3, 1, 2).contiguous() * 2 - 1
-        out = {"pixels": pixels, "depth": depth.reshape(B, o.img_size, o.img_size), "weights": weights}
+        image = _image(rgb, B, o.img_size)                           # [B, C, H, W]
+        out = {"pixels": image[:, :3].contiguous(), "depth": depth.reshape(B, o.img_size, o.img_size),
+               "weights": weights, **self._extra_outputs(image, weights)}
         if o.skip_empty:
             out["skipping"] = self.skip_stats
         return out
 
+    def _extra_outputs(self, image, weights) -> dict:
+        """Entries of ``render``'s dict beyond pixels, depth and weights, from the whole composited image
+        [B, C, H, W] in [-1, 1] and the weights: none for pi-GAN's three channels."""
+        return {}
+
     # ------------------------------------------------------------------ pi-GAN's signatures
     def _sampled_pass(self, frequencies, phase_shifts, o: RenderOptions):
-        """pi-GAN's pass: jittered rays, then a camera drawn from o's pose distribution."""
+        """pi-GAN's pass: jittered rays, then a camera drawn from o's pose distribution. Returns every
+        composited channel ([B, C, H, W] in [-1, 1]; C = 3 for pi-GAN), depth and the pose."""
         B = frequencies.shape[0]
         with torch.no_grad():
             points, z_vals, dirs = self.camera_rays(B, o.img_size, o.fov, o.ray_start, o.ray_end, o.num_steps)
@@ -248,8 +262,7 @@ class ImplicitGenerator3d(nn.Module):
                 vertical_mean=o.v_mean, device=self._device(), mode=o.sample_dist)
             cam2world = cam2world_from_angles(pitch, yaw)
         rgb, depth, _ = self.march(frequencies, phase_shifts, points, z_vals, dirs, cam2world, o)
-        pixels = rgb.reshape(B, o.img_size, o.img_size, 3).permute(0, 3, 1, 2).contiguous() * 2 - 1
-        return pixels, depth, pitch, yaw
+        return _image(rgb, B, o.img_size), depth, pitch, yaw
 
     @staticmethod
     def _pigan_options(img_size, fov, ray_start, ray_end, num_steps, h_stddev, v_stddev, h_mean, v_mean,
@@ -265,8 +278,8 @@ class ImplicitGenerator3d(nn.Module):
 
     def forward(self, z, img_size, fov, ray_start, ray_end, num_steps, h_stddev, v_stddev, h_mean,
                 v_mean, hierarchical_sample, sample_dist=None, lock_view_dependence=False, **kwargs):
-        """pi-GAN's training pass: random camera and jitter -> (pixels [B, 3, H, W] in [-1, 1],
-        pose [B, 2] = (pitch, yaw))."""
+        """pi-GAN's training pass: random camera and jitter -> (pixels [B, 3, H, W] in [-1, 1] (every
+        composited channel, [B, C, H, W], for a siren with more than rgb), pose [B, 2] = (pitch, yaw))."""
         frequencies, phase_shifts = self.siren.mapping_network(z)
         return self.forward_with_frequencies(
             frequencies, phase_shifts, img_size, fov, ray_start, ray_end, num_steps, h_stddev,
