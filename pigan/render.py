@@ -53,11 +53,14 @@ def latents(generator, num: int, seed: int = 0, psi: float = 0.7, z: torch.Tenso
 
 @torch.no_grad()
 def render_images(generator, frequencies, phase_shifts, pitch, yaw, options=None, img_size=None,
-                  num_steps=None, seed=0, progress=False, desc="render", with_opacity=False, tally=None):
+                  num_steps=None, seed=0, progress=False, desc="render", with_opacity=False, tally=None,
+                  with_semantic=False):
     """One image per latent at the given pose(s): pitch / yaw floats or [N] tensors.
 
     Returns (pixels [N, 3, H, W] in [-1, 1], depth [N, H, W]) on the CPU, and with ``with_opacity``
-    the accumulated opacity [N, H, W] (sum of the compositing weights) third. Renders one image at a
+    the accumulated opacity [N, H, W] (sum of the compositing weights) third, and with ``with_semantic``
+    (a generator with a semantic field, e.g. ``SemanticGenerator3d``) its composited semantic planes
+    [N, K, H, W] (x2-1, as ``render``'s ``semantic``) last. Renders one image at a
     time (siren in chunks of ``max_batch_size`` points), without jitter or density noise. With
     ``options.skip_empty`` empty space is skipped (one proposal per image) and ``tally`` (a
     ``pigan.model.skipping.SkipTally``), when given, adds up what that saved.
@@ -70,7 +73,9 @@ def render_images(generator, frequencies, phase_shifts, pitch, yaw, options=None
     yaw = torch.as_tensor(yaw, dtype=torch.float32).reshape(-1).expand(n)
     was_training = generator.training
     generator.eval()
-    pixels, depths, opacities = [], [], []
+    if with_semantic and not getattr(generator, "num_classes", 0):
+        raise ValueError(f"with_semantic needs a generator with a semantic field, got {type(generator).__name__}")
+    pixels, depths, opacities, semantics = [], [], [], []
     dev = frequencies.device
     try:
         with torch.random.fork_rng(devices=[dev] if dev.type == "cuda" else []):
@@ -78,30 +83,33 @@ def render_images(generator, frequencies, phase_shifts, pitch, yaw, options=None
             for i in progress_bar(range(n), progress, desc):
                 t0 = time.perf_counter()
                 if o.img_size ** 2 * o.num_steps > RENDER_SAMPLES:
-                    px, d, a, stats = _render_in_ray_chunks(generator, frequencies[i:i + 1], phase_shifts[i:i + 1],
-                                                            pitch[i:i + 1].to(dev), yaw[i:i + 1].to(dev), o,
-                                                            with_opacity=True)
+                    image, d, a, stats = _render_in_ray_chunks(generator, frequencies[i:i + 1], phase_shifts[i:i + 1],
+                                                               pitch[i:i + 1].to(dev), yaw[i:i + 1].to(dev), o,
+                                                               with_opacity=True)
+                    px, sem = image[:, :3], image[:, 3:]
                 else:
                     out = generator.render(
                         frequencies=frequencies[i:i + 1], phase_shifts=phase_shifts[i:i + 1],
                         pitch=pitch[i:i + 1].to(dev), yaw=yaw[i:i + 1].to(dev), options=o, jitter=False)
-                    px, d, stats = out["pixels"], out["depth"], out.get("skipping")
+                    px, d, stats, sem = out["pixels"], out["depth"], out.get("skipping"), out.get("semantic")
                     a = out["weights"].sum((-2, -1)).reshape(d.shape)             # [1, H, W]
                 if tally is not None and stats is not None:
                     tally.add(stats, o.img_size ** 2, seconds=time.perf_counter() - t0)
                 pixels.append(px.float().cpu())
                 depths.append(d.float().cpu())
                 opacities.append(a.float().cpu())
+                if with_semantic:
+                    semantics.append(sem.float().cpu())
     finally:
         generator.train(was_training)
-    if with_opacity:
-        return torch.cat(pixels), torch.cat(depths), torch.cat(opacities)
-    return torch.cat(pixels), torch.cat(depths)
+    result = (torch.cat(pixels), torch.cat(depths)) + ((torch.cat(opacities),) if with_opacity else ())
+    return result + ((torch.cat(semantics),) if with_semantic else ())
 
 
 def _render_in_ray_chunks(generator, frequencies, phase_shifts, pitch, yaw, o: RenderOptions,
                           max_samples: int | None = None, with_opacity: bool = False):
-    """One image [1, 3, H, W] and depth [1, H, W] (and opacity [1, H, W]), then the skipping statistics
+    """One image [1, C, H, W] (every composited channel: rgb, then a semantic field's planes; x2-1) and
+    depth [1, H, W] (and opacity [1, H, W]), then the skipping statistics
     (None unless ``o.skip_empty``), marched ``max_samples // num_steps`` rays at a time; the rays are
     those of ``ops.get_initial_rays_trig`` (unjittered), built per chunk. With ``o.skip_empty`` one
     proposal over the whole view frustum serves every chunk."""
@@ -114,7 +122,7 @@ def _render_in_ray_chunks(generator, frequencies, phase_shifts, pitch, yaw, o: R
     cam2world = cam2world_from_angles(pitch.reshape(1, 1), yaw.reshape(1, 1))
     rays = dirs.shape[1]
     chunk = max(1, (max_samples or RENDER_SAMPLES) // steps)
-    rgb = torch.empty(rays, 3, device=dev)
+    image = None                                                              # [R, C], C known after a chunk
     depth = torch.empty(rays, device=dev)
     opacity = torch.empty(rays, device=dev)
     proposals, stats = None, None
@@ -135,10 +143,12 @@ def _render_in_ray_chunks(generator, frequencies, phase_shifts, pitch, yaw, o: R
             stats["samples_per_ray"] += part["samples_per_ray"] * d.shape[1] / rays
             stats["exact_samples_per_ray"] = part["exact_samples_per_ray"]
             stats["fallback"] = max(stats["fallback"], part["fallback"])      # this image, in any chunk
-        rgb[head:head + chunk] = c_rgb[0].float()
+        if image is None:
+            image = torch.empty(rays, c_rgb.shape[-1], device=dev)
+        image[head:head + chunk] = c_rgb[0].float()
         depth[head:head + chunk] = c_depth[0, :, 0].float()
         opacity[head:head + chunk] = c_weights[0].sum((-2, -1)).float()
-    pixels = rgb.reshape(1, size, size, 3).permute(0, 3, 1, 2) * 2 - 1
+    pixels = image.reshape(1, size, size, -1).permute(0, 3, 1, 2) * 2 - 1
     if with_opacity:
         return pixels, depth.reshape(1, size, size), opacity.reshape(1, size, size), stats
     return pixels, depth.reshape(1, size, size), stats
