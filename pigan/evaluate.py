@@ -12,6 +12,11 @@ Generated images are drawn in global batches; batch ``k`` uses latents and poses
 ``seed`` and its own RNG seed for importance sampling, so the image set does not depend on how many
 processes share the work: in DDP rank ``r`` renders batches ``k = r mod world_size`` and every rank
 receives all features.
+
+A semantic generator (FENeRF's) is scored on its images as any other (only the 3 image channels reach
+Inception); given a segmenter (``pigan.metrics.TorchScriptSegmenter``) its rendered label maps are
+also compared with the segmenter's labels of the same images: mIoU and per-class IoU (``mean_iou``,
+pixels of all generated images pooled, background included).
 """
 from __future__ import annotations
 
@@ -28,7 +33,7 @@ from pigan.common import progress as progress_bar
 from pigan.model.render_options import RenderOptions
 
 __all__ = ["PIGAN_PROTOCOL", "eval_options", "camera", "to_uint8", "real_features", "generated_features",
-           "evaluate", "metrics_from_features", "format_table"]
+           "evaluate", "metrics_from_features", "semantic_agreement", "class_names", "format_table"]
 
 PIGAN_PROTOCOL = {"real_count": 8000, "fake_count": 2048, "size": 128, "psi": 1.0}
 _CACHE_VERSION = 1
@@ -129,13 +134,17 @@ def real_features(data, extractor, size: int = 128, count: int = 8000, batch_siz
 @torch.no_grad()
 def generated_features(generator, extractor, options: RenderOptions, count: int = 2048, size: int = 128,
                        batch_size: int = 16, psi: float = 1.0, seed: int = 0, rank: int = 0,
-                       world_size: int = 1, progress: bool = False, keep_images: int = 0):
+                       world_size: int = 1, progress: bool = False, keep_images: int = 0, segmenter=None):
     """(features [count, D], logits [count, C] or None, first ``keep_images`` images in [-1, 1]).
 
     Every rank calls this with the same arguments; with ``world_size`` > 1 (an initialised
     torch.distributed group of that size) each renders its share and all receive every row and the
-    kept images, in batch order.
+    kept images, in batch order. With a ``segmenter`` (a semantic generator only: images [B, 3, H, W] in
+    [-1, 1] -> label maps [B, H, W]) a fourth item: (the rendered label maps, the segmenter's), both
+    uint8 [count, size, size].
     """
+    from pigan.model.fenerf import semantic_labels
+
     from pigan import ops
 
     if world_size > 1:
@@ -165,7 +174,10 @@ def generated_features(generator, extractor, options: RenderOptions, count: int 
     generator.eval()
     n_batches = math.ceil(count / batch_size)
     mine = list(range(rank, n_batches, world_size))
-    feats, logits, images = {}, {}, {}             # by global batch index
+    if segmenter is not None and not getattr(generator, "num_classes", 0):
+        raise ValueError(f"a segmenter scores rendered label maps: {type(generator).__name__} renders none "
+                         "(a semantic generator is needed)")
+    feats, logits, images, labels = {}, {}, {}, {}             # by global batch index
     try:
         for k in progress_bar(mine, progress and rank == 0, "generated features"):
             sl = slice(k * batch_size, min((k + 1) * batch_size, count))
@@ -182,23 +194,29 @@ def generated_features(generator, extractor, options: RenderOptions, count: int 
             if k * batch_size < keep_images:
                 images[k] = px
             feats[k], logits[k] = _extract(extractor, to_uint8(px))
+            if segmenter is not None:
+                labels[k] = (semantic_labels(out["semantic"], out["opacity"]).to(torch.uint8).cpu(),
+                             segmenter(out["pixels"]).to(torch.uint8))
     finally:
         generator.train(was_training)
     if world_size > 1:
         import torch.distributed as dist
 
         gathered = [None] * world_size
-        dist.all_gather_object(gathered, (feats, logits, images))
-        feats, logits, images = {}, {}, {}
-        for fk, lk, ik in gathered:
+        dist.all_gather_object(gathered, (feats, logits, images, labels))
+        feats, logits, images, labels = {}, {}, {}, {}
+        for fk, lk, ik, sk in gathered:
             feats.update(fk)
             logits.update(lk)
             images.update(ik)
+            labels.update(sk)
     order = sorted(feats)
     all_feats = torch.cat([feats[k] for k in order])
     all_logits = None if any(logits[k] is None for k in order) else torch.cat([logits[k] for k in order])
     kept = torch.cat([images[k] for k in sorted(images)])[:keep_images] if images else None
-    return all_feats, all_logits, kept
+    if segmenter is None:
+        return all_feats, all_logits, kept
+    return all_feats, all_logits, kept, tuple(torch.cat([labels[k][i] for k in order]) for i in (0, 1))
 
 
 # ------------------------------------------------------------------------------------ metrics
@@ -206,19 +224,23 @@ def evaluate(generator, real, extractor, options: RenderOptions, *, real_count: 
              size: int = 128, batch_size: int = 16, psi: float = 1.0, seed: int = 0,
              kid_subsets: int = 100, kid_subset_size: int = 1000, is_splits: int = 10,
              crop_fraction: float = 1.0, cache: bool = True, progress: bool = False, rank: int = 0,
-             world_size: int = 1) -> dict:
+             world_size: int = 1, segmenter=None) -> dict:
     """FID, KID (x100 in ``kid_x100``, raw in ``kid``) and IS of ``generator`` against ``real``
     (an image folder, "procedural", or a precomputed feature tensor [N, D]). Returns a dict with
-    the numbers, their settings and the extractor's name."""
+    the numbers, their settings and the extractor's name; with a ``segmenter`` (a semantic generator)
+    also ``semantic_agreement``'s keys ("miou", "per_class_iou", "segmenter", ...)."""
     if isinstance(real, torch.Tensor):
         real_feats, real_info = real.double(), {"dataset": "features", "count": real.shape[0], "cached": False}
     else:
         real_feats, real_info = real_features(real, extractor, size, real_count, batch_size * 4,
                                               crop_fraction, camera(options), cache, progress)
-    fake_feats, fake_logits, _ = generated_features(generator, extractor, options, fake_count, size,
-                                                    batch_size, psi, seed, rank, world_size, progress)
+    fake_feats, fake_logits, _, *labels = generated_features(generator, extractor, options, fake_count, size,
+                                                             batch_size, psi, seed, rank, world_size, progress,
+                                                             segmenter=segmenter)
     result = metrics_from_features(real_feats, fake_feats, fake_logits, kid_subsets, kid_subset_size,
                                    is_splits, seed)
+    if segmenter is not None:
+        result.update(semantic_agreement(*labels[0], generator.num_classes, getattr(segmenter, "name", "segmenter")))
     result.update({
         "extractor": extractor.name, "real": real_info, "size": size, "psi": psi, "seed": seed,
         "skip_empty": options.skip_empty,
@@ -244,6 +266,33 @@ def metrics_from_features(real_feats, fake_feats, fake_logits=None, kid_subsets:
     return result
 
 
+def class_names(num_classes: int) -> tuple[str, ...]:
+    """The K + 1 class names (background first) of a generator of ``num_classes`` = K classes: the faces
+    dataset's (K = 4), CelebAMask-HQ's (K = 18), else "class_<k>"."""
+    from pigan.data import CELEBAMASK_CLASSES, FACE_CLASSES
+
+    for names in (FACE_CLASSES, CELEBAMASK_CLASSES):
+        if len(names) == num_classes + 1:
+            return names
+    return ("background",) + tuple(f"class_{k}" for k in range(1, num_classes + 1))
+
+
+def semantic_agreement(rendered: torch.Tensor, segmented: torch.Tensor, num_classes: int,
+                       segmenter_name: str = "segmenter") -> dict:
+    """mIoU of rendered label maps against a segmenter's labels of the same images (both [N, H, W],
+    0..K): {"miou", "per_class_iou" ({class name: IoU, None for a class in neither}), "miou_classes"
+    (the count of classes in the mean), "segmenter", "semantic_images"}. Pixels of every image are pooled
+    per class; the background counts as a class (``pigan.data.mean_iou``)."""
+    from pigan.data import mean_iou
+
+    miou, per_class = mean_iou(rendered, segmented, num_classes + 1)
+    names = class_names(num_classes)
+    per_class_iou = {n: (None if math.isnan(v) else v) for n, v in zip(names, per_class.tolist())}
+    return {"miou": miou, "per_class_iou": per_class_iou,
+            "miou_classes": int((~per_class.isnan()).sum()), "segmenter": segmenter_name,
+            "semantic_images": int(rendered.shape[0])}
+
+
 def format_table(result: dict) -> str:
     rows = [("FID", f"{result['fid']:.3f}", ""),
             ("KID x100", f"{result['kid_x100']:.3f}", f"+- {result['kid_x100_std']:.3f}")]
@@ -251,6 +300,9 @@ def format_table(result: dict) -> str:
         rows.append(("IS", f"{result['is']:.3f}", f"+- {result['is_std']:.3f}"))
     else:
         rows.append(("IS", "n/a", "(the extractor gives no class logits)"))
+    if "miou" in result:
+        rows.append(("mIoU", f"{result['miou']:.3f}", f"(rendered label maps vs {result['segmenter']}, "
+                                                      f"{result['miou_classes']} classes)"))
     lines = [f"{name:9s} {value:>10s} {extra}".rstrip() for name, value, extra in rows]
     lines.append(f"real: {result['real']['count']} images ({result['real']['dataset']}), generated: "
                  f"{result['fake_count']}, {result['size']}x{result['size']}, psi {result['psi']}, "

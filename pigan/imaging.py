@@ -1,4 +1,5 @@
-"""Small image helpers on Pillow (no matplotlib): grids, PNG, depth colouring, GIF and MP4."""
+"""Small image helpers on Pillow (no matplotlib): grids, PNG, depth colouring, semantic-map colouring, GIF
+and MP4."""
 from __future__ import annotations
 
 import math
@@ -8,8 +9,7 @@ import numpy as np
 import torch
 
 __all__ = ["to_unit", "make_grid", "to_uint8", "save_png", "save_grid", "depth_to_rgb", "surface_depth",
-           "depth_range", "DEPTH_BACKGROUND", "save_gif",
-           "save_mp4", "mp4_available"]
+           "depth_range", "DEPTH_BACKGROUND", "semantic_images", "save_gif", "save_mp4", "mp4_available"]
 
 
 def to_unit(images: torch.Tensor, value_range=(-1.0, 1.0)) -> torch.Tensor:
@@ -112,6 +112,18 @@ def depth_to_rgb(depth: torch.Tensor, near: float | None = None, far: float | No
         bg = torch.tensor(background, dtype=rgb.dtype).reshape(1, 3, 1, 1)
         rgb = torch.where(fg.unsqueeze(1), rgb, bg)
     return rgb
+
+
+def semantic_images(semantic: torch.Tensor, opacity: torch.Tensor) -> torch.Tensor:
+    """A semantic generator's composited planes [N, K, H, W] and opacity [N, H, W] as colour images
+    [N, 3, H, W] in [-1, 1] (as ``save_grid`` takes them): the label map of
+    ``pigan.model.fenerf.semantic_labels`` (0, the background, where the opacity is under its threshold)
+    in ``pigan.data.palette(K + 1)``'s colours."""
+    from pigan.data import colorize_labels
+    from pigan.model.fenerf import semantic_labels
+
+    labels = semantic_labels(semantic.detach().float().cpu(), opacity.detach().float().cpu())   # [N, H, W]
+    return colorize_labels(labels, semantic.shape[1] + 1)
 
 
 def save_gif(frames, path, fps: int = 24) -> Path:

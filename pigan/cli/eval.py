@@ -1,4 +1,5 @@
-"""``pigan eval CHECKPOINT --real DATA``: FID, KID and IS of a checkpoint (pi-GAN's protocol)."""
+"""``pigan eval CHECKPOINT --real DATA``: FID, KID and IS of a checkpoint (pi-GAN's protocol); for a semantic
+checkpoint with ``--segmenter``, the mIoU of its rendered label maps against a segmentation network's."""
 from __future__ import annotations
 
 import argparse
@@ -22,7 +23,8 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--real", required=True, help="folder of real images, or an embedded dataset: "
                     "'procedural' (the demo's shapes) or 'faces'")
     ap.add_argument("--real-count", type=int, default=p["real_count"], help=f"real images (default {p['real_count']})")
-    ap.add_argument("--fake-count", type=int, default=p["fake_count"], help=f"generated images (default {p['fake_count']})")
+    ap.add_argument("--fake-count", type=int, default=p["fake_count"],
+                    help=f"generated images (default {p['fake_count']})")
     ap.add_argument("--size", type=int, default=p["size"], help=f"image size for both sets (default {p['size']})")
     ap.add_argument("--batch-size", type=int, default=16, help="generated images per batch (default 16)")
     ap.add_argument("--psi", type=float, default=p["psi"], help="truncation of generated latents (default 1: none)")
@@ -42,6 +44,10 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--skip-empty", action="store_true", help="render the generated images skipping empty space "
                     "(faster; the same pixels to about 1e-3). Off by default: published FIDs come from exact "
                     "renders")
+    ap.add_argument("--segmenter", default=None, metavar="FILE",
+                    help="semantic (FENeRF) checkpoints: a TorchScript segmentation network mapping images "
+                    "[B, 3, H, W] in [-1, 1] to logits [B, K+1, H, W] (class 0 the background); adds the mIoU "
+                    "and per-class IoU of the rendered label maps against its labels of the same images")
     add_generator_args(ap)
     return ap
 
@@ -64,6 +70,8 @@ def check_inputs(args) -> None:
         raise UsageError(f"--real {args.real!r} is not a folder of images (or 'procedural' / 'faces')")
     if not Path(args.checkpoint).exists():
         raise UsageError(f"checkpoint {args.checkpoint!r} does not exist")
+    if args.segmenter is not None and not Path(args.segmenter).is_file():
+        raise UsageError(f"--segmenter {args.segmenter!r} does not exist")
 
 
 def _main(argv) -> int:
@@ -75,6 +83,16 @@ def _main(argv) -> int:
     except (metrics.InceptionWeightsNotFound, ImportError, ValueError) as exc:
         raise UsageError(str(exc)) from exc
     generator, config = load_for_render(args.checkpoint, device, use_ema=not args.no_ema)
+    segmenter = None
+    if args.segmenter is not None:
+        k = getattr(generator, "num_classes", 0)
+        if not k:
+            raise UsageError(f"--segmenter needs a semantic (FENeRF) checkpoint; {args.checkpoint!r} holds a "
+                             f"{type(generator).__name__}, which renders no label maps")
+        try:
+            segmenter = metrics.TorchScriptSegmenter(args.segmenter, device, num_classes=k + 1)
+        except (FileNotFoundError, ValueError) as exc:
+            raise UsageError(str(exc)) from exc
     if args.curriculum:
         config = load_curriculum(args.curriculum)
     out = Path(args.json) if args.json else Path(args.checkpoint).with_name("eval.json")
@@ -86,8 +104,9 @@ def _main(argv) -> int:
                                    real_count=args.real_count, fake_count=args.fake_count, size=args.size,
                                    batch_size=args.batch_size, psi=args.psi, seed=args.seed,
                                    kid_subsets=args.kid_subsets, kid_subset_size=args.kid_subset_size,
-                                   crop_fraction=crop, cache=not args.no_cache, progress=not args.no_progress)
-    except ValueError as exc:                    # an empty or unreadable image folder
+                                   crop_fraction=crop, cache=not args.no_cache, progress=not args.no_progress,
+                                   segmenter=segmenter)
+    except ValueError as exc:                    # an empty or unreadable image folder, a segmenter's wrong output
         raise UsageError(str(exc)) from exc
     result["checkpoint"] = str(args.checkpoint)
     with writing(out):

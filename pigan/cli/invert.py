@@ -1,5 +1,6 @@
 """``pigan invert CHECKPOINT IMAGES``: fit a trained generator to an image (or every image of a folder)
-and write the fit, a loss curve, novel views, an orbit GIF and the latent (``pigan.invert``)."""
+and write the fit, a loss curve, novel views, an orbit GIF and the latent (``pigan.invert``); with
+``--mask`` (a semantic checkpoint) FENeRF's inversion of the image and its label map."""
 from __future__ import annotations
 
 import argparse
@@ -12,8 +13,8 @@ from pigan.cli import EXIT_CODES_HELP, ArgumentParser, run_command
 from pigan.common import CommandError, UsageError, check_number, check_output_dir, check_positive, pick_device
 from pigan.data import IMAGE_EXTENSIONS
 from pigan.encoder import load_encoder, predict_start
-from pigan.invert import (InvertOptions, checkpoint_pose_head, discriminator_pose, invert, load_image, pose_grid,
-                          summary, write_outputs)
+from pigan.invert import (InvertOptions, checkpoint_pose_head, discriminator_pose, invert, load_image, load_mask,
+                          mask_background, pose_grid, summary, write_outputs)
 from pigan.model.curriculum_loading import load_curriculum, validate_curriculum
 from pigan.model.render_options import RenderOptions
 
@@ -70,6 +71,18 @@ def build_parser() -> argparse.ArgumentParser:
                    "learning rate when a check is this many times worse (0: never)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--mask", default=None, help="semantic (FENeRF) checkpoints: the image's label map, a PNG of "
+                   "class indices (0 background, 1..K), the image's size or a scaled copy (resized by per-pixel "
+                   "majority); for a folder of images, a folder of masks named as the images (<stem>.png). Fits "
+                   "image and mask together (FENeRF's inversion)")
+    p.add_argument("--background-mask", action="store_true", help="with --mask: black out the image where the "
+                   "mask is background (FENeRF's --background_mask; for models trained on such images)")
+    p.add_argument("--image-weight", type=float, default=None, help="with --mask: weight of the pixel MSE "
+                   "(default 0.2, FENeRF's)")
+    p.add_argument("--semantic-weight", type=float, default=1.0, help="with --mask: weight of the MSE on the "
+                   "semantic planes (default 1, FENeRF's)")
+    p.add_argument("--offset-norm", type=float, default=None, help="weight of the offsets' mean square "
+                   "(default: 1 with --mask, FENeRF's latent norm; 0 without)")
     return p
 
 
@@ -104,6 +117,14 @@ def _check_args(args) -> None:
     check_number("--lr-gamma", args.lr_gamma, lo=0, lo_open=True)
     check_number("--noise", args.noise, lo=0)
     check_number("--crop-fraction", args.crop_fraction, lo=0, hi=1, lo_open=True)
+    for flag, v in (("--image-weight", args.image_weight), ("--semantic-weight", args.semantic_weight),
+                    ("--offset-norm", args.offset_norm)):
+        if v is not None:
+            check_number(flag, v, lo=0)
+    if args.background_mask and args.mask is None:
+        raise UsageError("--background-mask needs --mask (the background is where the mask is 0)")
+    if args.mask is not None and args.image_weight == 0 and args.semantic_weight == 0:
+        raise UsageError("--image-weight and --semantic-weight are both 0: the fit would have nothing to match")
     args.grid = (grid_yaws, grid_pitches)
 
 
@@ -126,7 +147,8 @@ def _invert_options(args, render: RenderOptions) -> InvertOptions:
                          num_avg=args.num_avg, render=render, seed=args.seed, fit_pose=args.fit_pose,
                          pose_lr=args.pose_lr, search_iterations=args.search_iterations,
                          check_every=args.check_every, backtrack=args.backtrack, z_iterations=z_iterations,
-                         z_lr=args.z_lr, encoder_start=args.encoder is not None)
+                         z_lr=args.z_lr, encoder_start=args.encoder is not None, image_weight=args.image_weight,
+                         semantic_weight=args.semantic_weight, offset_norm=args.offset_norm)
 
 
 def _load(args, device):
@@ -148,11 +170,36 @@ def _load(args, device):
     return generator, render, head, encoder
 
 
+def _masks(args, files, generator, img_size) -> dict:
+    """{image path: its label map [1, S, S]} of ``--mask`` (empty without it), every mask read and
+    checked before any fit: a file for one image, a folder of <stem>.png for a folder of images."""
+    if args.mask is None:
+        return {}
+    if not getattr(generator, "num_classes", 0):
+        raise UsageError(f"--mask needs a semantic (FENeRF) checkpoint; {args.checkpoint!r} holds a "
+                         f"{type(generator).__name__}, which renders no part labels")
+    src = Path(args.mask).expanduser()
+    if not src.exists():
+        raise UsageError(f"--mask {str(src)!r} does not exist")
+    if Path(args.images).is_file() != src.is_file():
+        raise UsageError(f"--mask must be a file for one image and a folder of masks for a folder of images; "
+                         f"got {'a file' if src.is_file() else 'a folder'} for "
+                         f"{'an image' if Path(args.images).is_file() else 'a folder'}")
+    paths = {f: src if src.is_file() else src / f"{f.stem}.png" for f in files}
+    missing = [str(m) for m in paths.values() if not m.is_file()]
+    if missing:
+        raise UsageError(f"--mask: no mask for {len(missing)} image(s), e.g. {missing[0]!r} (masks are named "
+                         "<image stem>.png)")
+    return {f: load_mask(m, img_size, generator, args.crop_fraction, image=f, name="--mask")
+            for f, m in paths.items()}
+
+
 def _main(argv) -> int:
     args = build_parser().parse_checked(argv, _check_args)
     files = _image_files(args.images)
     device = pick_device(args.device)
     generator, render, head, encoder = _load(args, device)
+    masks = _masks(args, files, generator, render.img_size)
     options = _invert_options(args, render)
     out = check_output_dir(args.out)
     failed = 0
@@ -160,6 +207,8 @@ def _main(argv) -> int:
         for path in files:
             try:
                 target = load_image(path, render.img_size, args.crop_fraction)
+                if args.background_mask:
+                    target = mask_background(target, masks[path])
             except Exception as exc:
                 print(f"skipping {path}: cannot read it ({type(exc).__name__}: {exc})", file=sys.stderr)
                 failed += 1
@@ -172,7 +221,7 @@ def _main(argv) -> int:
                 starts = ([discriminator_pose(head[0], target, alpha=head[1], size=head[2])] if head is not None
                           else pose_grid(render, *args.grid))
             res = invert(generator, target, options.replace(start_poses=starts), init=init,
-                         progress=not args.no_progress)
+                         progress=not args.no_progress, mask=masks.get(path))
             paths = write_outputs(generator, res, target, out, path.stem, views=args.views,
                                   frames=args.frames, yaw_range=args.yaw_range, skip_empty=not args.exact)
             print(f"{path.name}: {summary(res)}; wrote {', '.join(str(p) for p in paths.values())}", flush=True)

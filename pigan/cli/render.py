@@ -1,4 +1,5 @@
-"""``pigan render CHECKPOINT --out DIR``: sample grid, depth maps, multi-view grids and videos."""
+"""``pigan render CHECKPOINT --out DIR``: sample grid, depth maps, multi-view grids and videos (and, for a
+semantic checkpoint, their semantic maps and a shape x texture grid)."""
 from __future__ import annotations
 
 import argparse
@@ -48,6 +49,9 @@ def build_parser() -> argparse.ArgumentParser:
                     "faster where the scene leaves space empty)")
     ap.add_argument("--ray-step-multiplier", type=float, default=1.0,
                     help="samples per ray x this (finer geometry; memory stays bounded by ray chunks)")
+    ap.add_argument("--swap", type=int, default=None, metavar="N",
+                    help="semantic (FENeRF) checkpoints: an N x N shape x texture grid, swap.png and "
+                    "swap_semantic.png (rows share a shape code, columns a texture code; default 4, 0: none)")
     return ap
 
 
@@ -78,6 +82,8 @@ def check_args(args) -> None:
             check_positive(flag, v)
     if args.steps is not None:
         check_number("--steps", args.steps, lo=2)
+    if args.swap is not None:
+        check_positive("--swap", args.swap, allow_zero=True)
     args.depth_range = depth_range(args.depth_range)
 
 
@@ -93,6 +99,14 @@ def _main(argv) -> int:
         validate_curriculum(cur)
         options = RenderOptions.from_curriculum(cur)
     generator, config = load_for_render(args.checkpoint, device, use_ema=not args.no_ema)
+    swap = args.swap
+    if not render.is_semantic(generator):
+        if swap:
+            raise UsageError(f"--swap needs a semantic (FENeRF) checkpoint; {args.checkpoint!r} holds a "
+                             f"{type(generator).__name__} without geometry and appearance codes")
+        swap = 0
+    elif swap is None:
+        swap = 4
     check_output_dir(args.out)                     # before rendering anything
     options = options or RenderOptions.from_curriculum(config)
     options = RenderOptions.from_metadata(base=options, img_size=args.resolution, num_steps=args.steps,
@@ -107,7 +121,7 @@ def _main(argv) -> int:
                                      pitches=args.pitches, video_frames=args.frames, video_mode=args.video,
                                      progress=not args.no_progress, depth_video=args.depth_video,
                                      interpolate=args.interpolate, frames_per_seed=args.frames_per_seed,
-                                     depth_range=args.depth_range, report=print, tally=tally)
+                                     depth_range=args.depth_range, report=print, tally=tally, swap=swap)
     for name, p in paths.items():
         print(f"{name}: {p}")
     if options.skip_empty:

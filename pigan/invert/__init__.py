@@ -23,16 +23,28 @@ change cannot be hidden as easily; the offsets then refine from that z and pose.
 checkpoint's discriminator predicts when its position head was trained (pos_lambda > 0: D regresses
 the (pitch, yaw) each fake was rendered at), else the best of a small grid of poses after a short fit.
 
-Modules: ``options`` (InvertOptions), ``fit`` (the optimisation), ``pose`` (start poses),
-``outputs`` (the target image, the written files, the summary line).
+FENeRF's inversion of a semantic generator (``invert(..., mask=LABELS)``) fits the image and its label
+map together: 0.2 x the pixel MSE + 1 x the MSE between the rendered semantic planes and the mask's, plus
+1 x the offsets' norm (FENeRF's README command; its LPIPS term is left out: no perceptual network is
+available offline). FENeRF's editing (``refit_shape``, `pigan edit`) refits only the geometry columns
+of the inverted modulations to an edited mask, the appearance columns fixed.
+
+Modules: ``options`` (InvertOptions), ``objectives`` (the losses, the mask checks), ``fit`` (the
+optimisation), ``pose`` (start poses), ``outputs`` (the target image, the written files, the summary
+line), ``semantic`` (mask files, semantic outputs), ``edit`` (the shape refit and its outputs).
 """
 from __future__ import annotations
 
-from .fit import fit_stage, invert, mean_latent, render_latent
+from .edit import EDIT_ITERATIONS, describe_edit, edit_scores, refit_shape, write_edit_outputs
+from .fit import fit_stage, invert, mean_latent, render_latent, render_outputs, semantic_fit
+from .objectives import PixelObjective, SemanticObjective, check_mask
 from .options import InvertOptions
 from .outputs import load_image, novel_views, orbit_poses, psnr, save_latent, summary, write_outputs
 from .pose import checkpoint_pose_head, discriminator_pose, one_image, pose_grid
+from .semantic import label_images, load_mask, mask_background, write_semantic_outputs
 
-__all__ = ["InvertOptions", "invert", "fit_stage", "mean_latent", "render_latent", "load_image", "psnr",
-           "novel_views", "orbit_poses", "write_outputs", "save_latent", "summary", "checkpoint_pose_head",
-           "discriminator_pose", "one_image", "pose_grid"]
+__all__ = ["InvertOptions", "invert", "fit_stage", "mean_latent", "render_latent", "render_outputs", "load_image",
+           "psnr", "novel_views", "orbit_poses", "write_outputs", "save_latent", "summary", "checkpoint_pose_head",
+           "discriminator_pose", "one_image", "pose_grid", "semantic_fit", "PixelObjective", "SemanticObjective",
+           "check_mask", "load_mask", "mask_background", "label_images", "write_semantic_outputs", "refit_shape",
+           "edit_scores", "describe_edit", "write_edit_outputs", "EDIT_ITERATIONS"]

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from ..common import UsageError, check_number, check_positive
 from ..model.render_options import RenderOptions
+from .objectives import FENERF_IMAGE_WEIGHT, FENERF_OFFSET_NORM, FENERF_SEMANTIC_WEIGHT
 
 __all__ = ["InvertOptions"]
 
@@ -29,6 +30,11 @@ class InvertOptions:
     (``invert``'s ``init`` and ``start_poses``) is an encoder's prediction (``pigan.encoder``):
     ``iterations`` may then be 0 (the start is the result), and the offsets' default step is the
     smaller one, as after a z stage.
+
+    With a target mask (a semantic generator's inversion, ``invert(..., mask=...)``) the loss is
+    ``image_weight`` x pixel MSE + ``semantic_weight`` x semantic-plane MSE, plus ``offset_norm`` x the
+    offsets' norm in the offsets stage (``weights``); None takes FENeRF's values with a mask (0.2 and 1)
+    and pi-GAN's without one (the pixel MSE alone: 1 and 0).
     """
     iterations: int = 700
     lr: float | None = None
@@ -49,6 +55,9 @@ class InvertOptions:
     z_iterations: int = 0
     z_lr: float = 3e-2
     encoder_start: bool = False
+    image_weight: float | None = None
+    semantic_weight: float = FENERF_SEMANTIC_WEIGHT
+    offset_norm: float | None = None
 
     def __post_init__(self):
         check_positive("iterations", self.iterations, allow_zero=self.encoder_start)
@@ -62,6 +71,9 @@ class InvertOptions:
                 check_number(name, getattr(self, name), lo=0, lo_open=True)
         check_number("weight_decay", self.weight_decay, lo=0)
         check_number("noise_std", self.noise_std, lo=0)
+        for name in ("image_weight", "semantic_weight", "offset_norm"):
+            if getattr(self, name) is not None:
+                check_number(name, getattr(self, name), lo=0)
         if self.backtrack != 0:
             check_number("backtrack", self.backtrack, lo=1, lo_open=True)
         if self.start_poses is not None:
@@ -78,6 +90,17 @@ class InvertOptions:
         if self.lr is not None:
             return self.lr
         return 5e-3 if self.z_iterations or self.encoder_start else 1e-2
+
+    def weights(self, masked: bool) -> tuple[float, float, float]:
+        """(image weight, semantic weight, offset-norm weight) of a fit with a target mask (``masked``),
+        or without one: then the loss is pi-GAN's plain pixel MSE, (1, 0, offset_norm or 0)."""
+        if not masked:
+            return 1.0, 0.0, 0.0 if self.offset_norm is None else float(self.offset_norm)
+        image = FENERF_IMAGE_WEIGHT if self.image_weight is None else float(self.image_weight)
+        if image == 0 and self.semantic_weight == 0:
+            raise UsageError("image_weight and semantic_weight are both 0: the fit would have nothing to match")
+        return image, float(self.semantic_weight), FENERF_OFFSET_NORM if self.offset_norm is None else \
+            float(self.offset_norm)
 
     def replace(self, **changes) -> "InvertOptions":
         return dataclasses.replace(self, **changes)

@@ -165,7 +165,7 @@ class _FiLMStackNative(_autograd.FastPath):
         xi = layer_input(top, None)
         g = xi.reshape(M, xi.shape[-1]).mm(weights[top].t()).view(B, N, weights[top].shape[0])  # -> dz
         sums = torch.ops.pigan.film_bwd_epilogue_(g, dy, freqs[top], phases[top], biases[top])
-        dx = None
+        dx = spare = None
         for i in range(top, -1, -1):
             if i < top:
                 g = dx                                                  # dy_i, ours: dz_i over it
