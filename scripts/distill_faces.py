@@ -38,13 +38,32 @@ def head_params(z: torch.Tensor, radius: float) -> dict:
     return faces_from_unit(torch.sigmoid(z[:, :12].double()).numpy(), radius)
 
 
-def head_field(params: dict, x: torch.Tensor):
-    """Density target [B, N] (in units of SIGMA_SCALE) and lit colour [B, N, 3] at points x [B, N, 3]."""
+def head_density(params: dict, x: torch.Tensor):
+    """Density target [B, N] (in units of SIGMA_SCALE) at points x [B, N, 3], and the surface direction
+    [B, N, 3] (a point of the unit sphere, in the head's frame) whose colour each point takes."""
     ul = x / torch.as_tensor(params["axes"], dtype=x.dtype)[:, None]            # the unit-sphere frame
     r = ul.norm(dim=-1)
     sigma = ((1 - r) / 0.03).clamp(-1, 1)                                       # ramps over 3 % of the radius
-    # colour of the nearest surface direction
-    return sigma, surface_colour(params, F.normalize(ul, dim=-1)).clamp(0, 1)
+    return sigma, F.normalize(ul, dim=-1)
+
+
+def head_field(params: dict, x: torch.Tensor):
+    """Density target [B, N] (in units of SIGMA_SCALE) and lit colour [B, N, 3] at points x [B, N, 3]."""
+    sigma, u = head_density(params, x)
+    return sigma, surface_colour(params, u).clamp(0, 1)
+
+
+def head_radius(cam: dict) -> float:
+    """The heads' radius scale for a camera: the dataset's (largest head inside the view frustum and
+    inside [ray_start, ray_end])."""
+    return min(0.92 * math.tan(math.radians(cam["fov"]) / 2), 0.9 * (cam["ray_end"] - cam["ray_start"]) / 2)
+
+
+def fold_sigma_scale(layer: torch.nn.Linear):
+    """The density layer regresses density in units of SIGMA_SCALE: fold the scale into its weights."""
+    with torch.no_grad():
+        layer.weight.mul_(SIGMA_SCALE)
+        layer.bias.mul_(SIGMA_SCALE)
 
 
 def sample_points(axes: np.ndarray, n: int, extent: float) -> torch.Tensor:
@@ -103,7 +122,7 @@ def main(argv=None):
     g, cur = build(args)
     g.to(dev)
     cam = default_camera()
-    radius = min(0.92 * math.tan(math.radians(cam["fov"]) / 2), 0.9 * (cam["ray_end"] - cam["ray_start"]) / 2)
+    radius = head_radius(cam)
     opt = torch.optim.Adam(g.parameters(), lr=args.lr, betas=(0.9, 0.99))
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, args.steps)
     t0 = time.time()
@@ -125,10 +144,7 @@ def main(argv=None):
         sched.step()
         if step % 100 == 0 or step == args.steps:
             print(f"step {step}/{args.steps} loss {loss.item():.5f} ({time.time() - t0:.0f} s)", flush=True)
-    # The final layer regresses density in units of SIGMA_SCALE: fold the scale into its weights.
-    with torch.no_grad():
-        g.siren.final_layer.weight.mul_(SIGMA_SCALE)
-        g.siren.final_layer.bias.mul_(SIGMA_SCALE)
+    fold_sigma_scale(g.siren.final_layer)
     g.cpu()
     psnrs = check(g, cur, radius)
     print("PSNR of renders vs the analytic heads (8 random z and poses, 32x32): "
