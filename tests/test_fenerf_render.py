@@ -41,3 +41,27 @@ def test_with_semantic_needs_a_semantic_generator():
     f, p = render.latents(g, 1)
     with pytest.raises(ValueError, match="with_semantic needs a generator with a semantic field"):
         render.render_images(g, f, p, 1.5, 1.5, RenderOptions(img_size=4, num_steps=4), with_semantic=True)
+
+
+def test_a_white_background_fills_the_rgb_only():
+    g = _gen()
+    field = g.siren.forward_with_frequencies_phase_shifts
+
+    def sphere(points, freqs, phases, ray_directions=None):
+        out = field(points, freqs, phases, ray_directions=ray_directions)
+        sigma = 300 * (0.05 - points.norm(dim=-1, keepdim=True))                # empty beyond radius 0.05
+        return torch.cat([out[..., :-1], sigma], -1)
+
+    g.siren.forward_with_frequencies_phase_shifts = sphere
+    o = RenderOptions(img_size=7, num_steps=6)
+    f, p = render.latents(g, 2, seed=2)
+    outs = {}
+    for white in (False, True):
+        torch.manual_seed(0)
+        with torch.no_grad():
+            outs[white] = g.render(frequencies=f, phase_shifts=p, pitch=o.pitch, yaw=o.yaw, jitter=False,
+                                   options=o.replace(white_back=white))
+    fill = (1 - outs[False]["opacity"])[:, None]                                 # [B, 1, H, W]
+    assert fill.max() > 0.1                                                      # some light reaches the back
+    torch.testing.assert_close(outs[True]["pixels"], outs[False]["pixels"] + 2 * fill, rtol=0, atol=1e-6)
+    torch.testing.assert_close(outs[True]["semantic"], outs[False]["semantic"], rtol=0, atol=1e-6)

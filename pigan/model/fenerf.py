@@ -50,9 +50,9 @@ class SemanticGenerator3d(ImplicitGenerator3d):
     Outputs (K = num_classes):
     - ``render(...)``: ImplicitGenerator3d.render's dict (pixels [B, 3, H, W], depth, weights) plus
       ``semantic`` [B, K, H, W], the composited logits mapped like the rgb by x * 2 - 1 (as FENeRF
-      scales its output), and ``opacity`` [B, H, W], the sum of the weights (1 everywhere under
-      last_back, whose leftover light goes to the last sample). ``z_geo`` / ``z_app`` may be given
-      instead of ``z``.
+      scales its output; a white background fills only the rgb), and ``opacity`` [B, H, W], the sum of
+      the weights (1 everywhere under last_back, whose leftover light goes to the last sample).
+      ``z_geo`` / ``z_app`` may be given instead of ``z``.
     - ``forward(z, img_size, fov, ...)`` (pi-GAN's training pass) returns (images [B, 3 + K, H, W] =
       cat(rgb, semantic logits), both mapped by x * 2 - 1, pose [B, 2] = (pitch, yaw)); FENeRF's call
       ``forward(z_geo, z_app, img_size, ...)`` is accepted too. ``staged_forward`` likewise returns
@@ -109,6 +109,18 @@ class SemanticGenerator3d(ImplicitGenerator3d):
         return self.siren.join_modulations(geometry, appearance)
 
     # ------------------------------------------------------------------ outputs
+    def march(self, frequencies, phase_shifts, points_cam, z_vals, dirs_cam, cam2world, options, proposals=None):
+        """ImplicitGenerator3d.march, except that a white background (``white_back``) fills the rgb only: the
+        semantic channels keep their plain composite, so empty pixels have no class (planes at -1 after
+        x * 2 - 1, as a real background's label planes) instead of every class at once. (Under last_back the
+        weights sum to 1 and the fill is 0 wherever pi-GAN's composite adds it.)"""
+        rgb, depth, weights = super().march(frequencies, phase_shifts, points_cam, z_vals, dirs_cam, cam2world,
+                                            options, proposals=proposals)
+        if options.white_back:
+            fill = 1 - weights.sum(-2)                                              # [B, R, 1]
+            rgb = torch.cat([rgb[..., :3], rgb[..., 3:] - fill], -1)
+        return rgb, depth, weights
+
     def _extra_outputs(self, image, weights) -> dict:
         B, _, H, W = image.shape
         return {"semantic": image[:, 3:].contiguous(),                              # [B, K, H, W]
